@@ -1,0 +1,34 @@
+# vtrial — newcomer commands: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+
+# CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA wheel.
+# torch==2.13.0 resolves to the CPU wheel that ships with this machine image.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install "torch==2.13.0" || $(PY) -m pip install torch
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vtrial run protocols/quickstart.yaml --out runs/quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_ecgsyn.py
+	$(PY) benchmarks/bench_measure.py
+	$(PY) benchmarks/calibration_ecgrdvq.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
