@@ -105,8 +105,10 @@ def test_closed_form_equals_rk4_integration():
     beat = ecgsyn_beat(p, fs_hz=FS, window_s=(-0.3, 0.5))[0]
     r_index = int(round(12 * rr * FS))
     seg = strip[0, r_index - int(0.3 * FS):r_index + int(0.5 * FS)]
-    # the transient decays as exp(-t): after 10 s it is < 1e-4 of z(0)
-    assert torch.allclose(seg, beat, atol=2e-4 * float(beat.abs().max()))
+    # the transient decays as exp(-t) (< 1e-4 of z(0) after 10 s); the fast beat interpolates a grid
+    # with a documented error < 1.2e-3 of the narrowest wave's height
+    assert torch.allclose(seg, beat, atol=1.5e-3 * float(beat.abs().max()))
+    assert nrmse(seg.numpy(), beat.numpy()) <= 2e-4
 
 
 def test_batch_equals_single_beats():

@@ -211,13 +211,17 @@ def _fourier_coefficients(params: EcgsynParams, omega: torch.Tensor, n_coef: int
     return torch.polar(mag, params.theta_rad[:, :, None] * (-k)).sum(dim=1)  # (B, K)
 
 
-def _grid_size(params: EcgsynParams) -> tuple[int, int]:
-    """Coefficients needed (until exp(−k²b²/2) < 1e-8) and grid points: ≥ 64 per radian of the narrowest
-    width b_min, so linear interpolation errs by < (2π/64)²/8 ≈ 1.2e-3 of that wave's height."""
-    b_min = float(params.b_rad.min())
-    n_coef = int(math.ceil(6.1 / b_min)) + 1
-    m = 1 << max(9, int(math.ceil(math.log2(max(64.0 / b_min, 2 * n_coef)))))
-    return min(n_coef, m // 2 + 1), m
+def _grid_points(b_rad: torch.Tensor) -> torch.Tensor:
+    """Grid points per beat, (B,): the power of two ≥ 64 per radian of the beat's narrowest width, so
+    linear interpolation errs by < (2π/64)²/8 ≈ 1.2e-3 of that wave's height. A beat's grid depends on
+    that beat alone, never on the rest of its batch, so results do not depend on how beats are batched."""
+    b_min = b_rad.min(dim=1).values.clamp(min=1e-6).double()
+    return torch.pow(2.0, torch.ceil(torch.log2(64.0 / b_min)).clamp(min=9)).long()
+
+
+def _n_coefficients(m: int) -> int:
+    """Coefficients kept for grid size m: up to exp(−k²b²/2) < 1e-8 for the narrowest b it admits (64/m)."""
+    return min(int(math.ceil(6.1 * m / 64.0)) + 1, m // 2 + 1)
 
 
 def _interp_periodic(grid: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -262,11 +266,16 @@ def ecgsyn_beat(
         check_positive("fs_hz", fs_hz)
     dtype = params.a.dtype
     omega = 2 * math.pi / params.rr_s  # (B,)
-    n_coef, m = _grid_size(params)
-    coef = _fourier_coefficients(params, omega, n_coef)  # (B, K)
-    iwt = 1j * torch.arange(n_coef, dtype=dtype)[None, :] * omega[:, None] * RELAXATION_TIME_S
-    z_grid = torch.fft.irfft(coef * (iwt / (1 + iwt)) * m, n=m, dim=1)  # (B, M): z on θ = 2πj/M
-
     t = beat_times_s(fs_hz, window_s, dtype=dtype)
-    pos = torch.remainder(omega[:, None] * t[None, :], 2 * math.pi) * (m / (2 * math.pi))  # (B, T)
-    return _interp_periodic(z_grid, pos).mul_(MV_PER_Z)
+    out = torch.empty(params.batch_size, t.shape[0], dtype=dtype)
+    grid_points = _grid_points(params.b_rad)
+    for m in torch.unique(grid_points).tolist():  # usually one or two groups
+        rows = (grid_points == m).nonzero()[:, 0]
+        sub = EcgsynParams(params.theta_rad[rows], params.a[rows], params.b_rad[rows], params.rr_s[rows])
+        n_coef = _n_coefficients(m)
+        coef = _fourier_coefficients(sub, omega[rows], n_coef)  # (b, K)
+        iwt = 1j * torch.arange(n_coef, dtype=dtype)[None, :] * omega[rows, None] * RELAXATION_TIME_S
+        z_grid = torch.fft.irfft(coef * (iwt / (1 + iwt)) * m, n=m, dim=1)  # (b, M): z at θ = 2πj/M
+        pos = torch.remainder(omega[rows, None] * t[None, :], 2 * math.pi) * (m / (2 * math.pi))
+        out[rows] = _interp_periodic(z_grid, pos)
+    return out.mul_(MV_PER_Z)
