@@ -1,0 +1,154 @@
+"""Build vtrial/data/drugs.json: the CiPA training drugs plus oral PK fitted to the FDA study ECGRDVQ.
+
+    python scripts/build_drug_library.py [--data ../shared/data]
+
+1. Ion-channel profiles (IC50 nM, Hill) from ``cipa/Li2017_IC50.csv`` (Li et al. 2017); free therapeutic
+   Cmax and TdP category from ``cipa/CiPA_training_drugs.csv`` (Li et al. 2019).
+2. Molar mass, plasma free fraction and salt factor from the literature (product labels), below.
+3. For dofetilide, quinidine, ranolazine and verapamil: a one-compartment model with first-order
+   absorption and a lag time, fitted to all subjects' plasma concentrations in
+   ``ecgrdvq/SCR-002.Clinical.Data.csv`` (naive pooled, least squares on log concentration, the dose
+   converted to its base equivalent). Inter-individual variability ω is the SD over subjects of the log
+   of per-subject fits (tlag fixed at the pooled value).
+The effect-compartment rates (ke0) are added by ``scripts/calibrate_epk.py``; an existing ke0 is kept.
+No data is copied into the package: only fitted values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.optimize import least_squares
+
+from vtrial.ecgrdvq import load_clinical_table
+from vtrial.physiology.block import CHANNELS
+from vtrial.physiology.pk import one_compartment_oral_mg_l
+
+OUT = Path(__file__).resolve().parents[1] / "vtrial" / "data" / "drugs.json"
+
+# name: (molar mass g/mol of the base, free fraction fu, base/salt mass ratio of the dose form, source)
+PHYSCHEM = {
+    "dofetilide": (441.56, 0.35, 1.0, "Tikosyn label: 60-70% protein bound"),
+    "quinidine": (324.42, 0.16, 0.829, "Quinidine sulfate label: 80-88% bound; sulfate dihydrate 82.9% base"),
+    "ranolazine": (427.54, 0.38, 1.0, "Ranexa label: ~62% bound"),
+    "verapamil": (454.60, 0.10, 0.926, "Calan label: ~90% bound; HCl salt 92.6% base"),
+    "bepridil": (366.54, 0.01, 1.0, "Vascor label: >99% bound"),
+    "sotalol": (272.36, 1.0, 1.0, "Betapace label: not protein bound"),
+    "cisapride": (465.95, 0.025, 1.0, "Propulsid label: 97.5% bound"),
+    "terfenadine": (471.67, 0.03, 1.0, "Seldane label: 97% bound"),
+    "ondansetron": (293.36, 0.27, 1.0, "Zofran label: 70-76% bound"),
+    "chlorpromazine": (318.86, 0.05, 1.0, "label: 90-99% bound"),
+    "mexiletine": (179.26, 0.45, 1.0, "Mexitil label: 50-60% bound"),
+    "diltiazem": (414.52, 0.22, 1.0, "Cardizem label: 70-80% bound"),
+}
+IC50_COLS = {"hERG": "hERG", "ICaL": "ICaL", "INaL": "INaL", "INa": "INa", "IKs": "IKs", "Ito": "Ito", "IK1": "IK1"}
+REFS = ["Li Z et al. Circ Arrhythm Electrophysiol 2017 doi:10.1161/CIRCEP.116.004628",
+        "Li Z et al. Clin Pharmacol Ther 2019 doi:10.1002/cpt.1184"]
+FDA_REF = "Johannesen L et al. Clin Pharmacol Ther 2014 doi:10.1038/clpt.2014.155 (PhysioNet ECGRDVQ)"
+
+
+def _model_log(theta, t, dose_mg):
+    ka, cl, v, tlag = np.exp(theta[0]), np.exp(theta[1]), np.exp(theta[2]), theta[3]
+    c = one_compartment_oral_mg_l(t - tlag, dose_mg, ka, cl, v)
+    return np.log(np.maximum(c, 1e-12))
+
+
+def fit_pk(times_h, conc_mg_l, dose_mg, init=(0.0, np.log(30.0), np.log(300.0), 0.2), fix_tlag=None):
+    """Least squares on log concentration; returns (ka, cl, v, tlag)."""
+    def res(th):
+        full = th if fix_tlag is None else np.r_[th, fix_tlag]
+        return _model_log(full, times_h, dose_mg) - np.log(conc_mg_l)
+
+    x0 = np.asarray(init if fix_tlag is None else init[:3], float)
+    lo = [-5, -5, -3] + ([0.0] if fix_tlag is None else [])
+    hi = [4, 10, 12] + ([2.0] if fix_tlag is None else [])
+    best = None
+    for ka0 in (np.log(0.3), np.log(1.0), np.log(3.0)):
+        x = x0.copy()
+        x[0] = ka0
+        sol = least_squares(res, np.clip(x, lo, hi), bounds=(lo, hi))
+        # the flip-flop twin (ka <-> k) fits equally well; keep the solution with ka > k
+        if best is None or sol.cost < best.cost - 1e-9:
+            best = sol
+    th = best.x if fix_tlag is None else np.r_[best.x, fix_tlag]
+    return np.exp(th[0]), np.exp(th[1]), np.exp(th[2]), float(th[3])
+
+
+def pk_entries(data_dir: Path) -> dict:
+    df, _ = load_clinical_table(data_dir / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
+    obs = (df.filter(pl.col("conc_ng_ml").is_not_null() & (pl.col("conc_ng_ml") > 0) & ~pl.col("baseline"))
+           .group_by("subject", "treatment", "time_h").agg(pl.col("conc_ng_ml").first(), pl.col("dose_mg").first()))
+    out = {}
+    for drug in ("dofetilide", "quinidine", "ranolazine", "verapamil"):
+        _, _, salt, _ = PHYSCHEM[drug]
+        d = obs.filter(pl.col("treatment") == drug)
+        dose_base = float(d["dose_mg"][0]) * salt
+        t = d["time_h"].to_numpy()
+        c = d["conc_ng_ml"].to_numpy() / 1000.0  # ng/mL = µg/L → mg/L
+        ka, cl, v, tlag = fit_pk(t, c, dose_base)
+        if ka < cl / v:  # prefer the non-flip-flop parameterisation
+            ka, v = cl / v, cl / ka
+        logs = []
+        for _, sub in d.group_by("subject"):
+            if sub.height < 6:
+                continue
+            p = fit_pk(sub["time_h"].to_numpy(), sub["conc_ng_ml"].to_numpy() / 1000.0, dose_base,
+                       init=(np.log(ka), np.log(cl), np.log(v), tlag), fix_tlag=tlag)
+            logs.append(np.log(p[:3]))
+        logs = np.array(logs)
+        omega = logs.std(axis=0, ddof=1)
+        resid = _model_log([np.log(ka), np.log(cl), np.log(v), tlag], t, dose_base) - np.log(c)
+        out[drug] = {
+            "ka_per_h": round(float(ka), 5), "cl_l_h": round(float(cl), 4), "v1_l": round(float(v), 3),
+            "tlag_h": round(float(tlag), 4),
+            "omega_ka": round(float(omega[0]), 4), "omega_cl": round(float(omega[1]), 4), "omega_v": round(float(omega[2]), 4),
+            "source": (f"one-compartment oral + lag fitted to {len(c)} concentrations of {d['subject'].n_unique()} "
+                       f"subjects, dose {float(d['dose_mg'][0])} mg x salt factor {salt}; log-residual SD "
+                       f"{resid.std():.3f}; scripts/build_drug_library.py"),
+        }
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    args = ap.parse_args()
+    ic50 = pl.read_csv(args.data / "cipa" / "Li2017_IC50.csv", null_values="NA")
+    cipa = pl.read_csv(args.data / "cipa" / "CiPA_training_drugs.csv")
+    old = json.loads(OUT.read_text()) if OUT.exists() else {"drugs": {}}
+    pks = pk_entries(args.data)
+    drugs = {}
+    for row in ic50.iter_rows(named=True):
+        name = row["drug"]
+        mw, fu, salt, src = PHYSCHEM[name]
+        meta = cipa.filter(pl.col("drug") == name).row(0, named=True)
+        entry = {
+            "ic50_nM": {ch: row[f"{col}_IC50"] for ch, col in IC50_COLS.items()},
+            "hill": {ch: row[f"{col}_h"] for ch, col in IC50_COLS.items()},
+            "mw_g_mol": mw, "fu": fu, "salt_factor": salt,
+            "free_cmax_nM": float(meta["therapeutic"]), "tdp_category": int(meta["CiPA"]),
+            "references": REFS + [f"fu/MW: {src}"],
+        }
+        if name in pks:
+            pk = dict(pks[name])
+            prev = (old["drugs"].get(name) or {}).get("pk") or {}
+            if "ke0_per_h" in prev:
+                pk["ke0_per_h"] = prev["ke0_per_h"]
+            entry["pk"] = pk
+            entry["references"].append(FDA_REF)
+        drugs[name] = entry
+    payload = {"about": "vtrial drug library; built by scripts/build_drug_library.py from ../shared/data "
+                        "(CiPA: Li 2017/2019; PK fitted to ECGRDVQ). Units: nM, g/mol, h, L, L/h.",
+               "channels": list(CHANNELS), "drugs": drugs}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    for name, pk in pks.items():
+        print(name, {k: v for k, v in pk.items() if k != "source"})
+
+
+if __name__ == "__main__":
+    main()
