@@ -7,8 +7,9 @@
 2. Molar mass, plasma free fraction and salt factor from the literature (product labels), below.
 3. For dofetilide, quinidine, ranolazine and verapamil: a one-compartment model with first-order
    absorption and a lag time, fitted to all subjects' plasma concentrations in
-   ``ecgrdvq/SCR-002.Clinical.Data.csv`` (naive pooled, least squares on log concentration, the dose
-   converted to its base equivalent). Inter-individual variability ω is the SD over subjects of the log
+   ``ecgrdvq/SCR-002.Clinical.Data.csv`` (naive pooled, ordinary least squares on the linear scale so
+   that the typical subject reproduces the mean concentration profile; the dose converted to its base
+   equivalent). Inter-individual variability ω is the SD over subjects of the log
    of per-subject fits (tlag fixed at the pooled value).
 The effect-compartment rates (ke0) are added by ``scripts/calibrate_epk.py``; an existing ke0 is kept.
 No data is copied into the package: only fitted values.
@@ -45,6 +46,7 @@ PHYSCHEM = {
     "mexiletine": (179.26, 0.45, 1.0, "Mexitil label: 50-60% bound"),
     "diltiazem": (414.52, 0.22, 1.0, "Cardizem label: 70-80% bound"),
 }
+OMEGA_CAP = 1.0
 IC50_COLS = {"hERG": "hERG", "ICaL": "ICaL", "INaL": "INaL", "INa": "INa", "IKs": "IKs", "Ito": "Ito", "IK1": "IK1"}
 REFS = ["Li Z et al. Circ Arrhythm Electrophysiol 2017 doi:10.1161/CIRCEP.116.004628",
         "Li Z et al. Clin Pharmacol Ther 2019 doi:10.1002/cpt.1184"]
@@ -57,11 +59,14 @@ def _model_log(theta, t, dose_mg):
     return np.log(np.maximum(c, 1e-12))
 
 
-def fit_pk(times_h, conc_mg_l, dose_mg, init=(0.0, np.log(30.0), np.log(300.0), 0.2), fix_tlag=None):
-    """Least squares on log concentration; returns (ka, cl, v, tlag)."""
+def fit_pk(times_h, conc_mg_l, dose_mg, init=(0.0, np.log(30.0), np.log(300.0), 0.2), fix_tlag=None, log_scale=True):
+    """Least squares on log concentration (or on the linear scale); returns (ka, cl, v, tlag)."""
     def res(th):
         full = th if fix_tlag is None else np.r_[th, fix_tlag]
-        return _model_log(full, times_h, dose_mg) - np.log(conc_mg_l)
+        pred = _model_log(full, times_h, dose_mg)
+        if log_scale:
+            return pred - np.log(conc_mg_l)
+        return (np.exp(pred) - conc_mg_l) / np.mean(conc_mg_l)
 
     x0 = np.asarray(init if fix_tlag is None else init[:3], float)
     lo = [-5, -5, -3] + ([0.0] if fix_tlag is None else [])
@@ -89,7 +94,9 @@ def pk_entries(data_dir: Path) -> dict:
         dose_base = float(d["dose_mg"][0]) * salt
         t = d["time_h"].to_numpy()
         c = d["conc_ng_ml"].to_numpy() / 1000.0  # ng/mL = µg/L → mg/L
-        ka, cl, v, tlag = fit_pk(t, c, dose_base)
+        # pooled ordinary least squares on the linear scale: the typical subject reproduces the study's
+        # mean concentration profile (a log-scale fit would track the geometric mean, ~20% lower at peak)
+        ka, cl, v, tlag = fit_pk(t, c, dose_base, log_scale=False)
         if ka < cl / v:  # prefer the non-flip-flop parameterisation
             ka, v = cl / v, cl / ka
         logs = []
@@ -100,15 +107,18 @@ def pk_entries(data_dir: Path) -> dict:
                        init=(np.log(ka), np.log(cl), np.log(v), tlag), fix_tlag=tlag)
             logs.append(np.log(p[:3]))
         logs = np.array(logs)
-        omega = logs.std(axis=0, ddof=1)
+        # per-subject fits of sparse single-dose data can flip-flop (ka <-> k) and inflate the spread;
+        # ω is capped at 1 (a 2.7-fold SD) and the cap recorded
+        omega_raw = logs.std(axis=0, ddof=1)
+        omega = np.minimum(omega_raw, OMEGA_CAP)
         resid = _model_log([np.log(ka), np.log(cl), np.log(v), tlag], t, dose_base) - np.log(c)
         out[drug] = {
             "ka_per_h": round(float(ka), 5), "cl_l_h": round(float(cl), 4), "v1_l": round(float(v), 3),
             "tlag_h": round(float(tlag), 4),
             "omega_ka": round(float(omega[0]), 4), "omega_cl": round(float(omega[1]), 4), "omega_v": round(float(omega[2]), 4),
             "source": (f"one-compartment oral + lag fitted to {len(c)} concentrations of {d['subject'].n_unique()} "
-                       f"subjects, dose {float(d['dose_mg'][0])} mg x salt factor {salt}; log-residual SD "
-                       f"{resid.std():.3f}; scripts/build_drug_library.py"),
+                       f"subjects (pooled OLS, linear scale), dose {float(d['dose_mg'][0])} mg x salt factor {salt}; log-residual SD "
+                       f"{resid.std():.3f}; omega before cap {np.round(omega_raw, 3).tolist()}; scripts/build_drug_library.py"),
         }
     return out
 

@@ -178,7 +178,7 @@ def concentrations(params: PKParams, doses: Iterable[Dose], times_h, validate: b
     if validate:
         params.validate()
     doses = list(doses)
-    times = torch.as_tensor(np.asarray(times_h, float), dtype=torch.float64)
+    times = torch.tensor(np.array(times_h, dtype=float), dtype=torch.float64)
     check_finite("times_h", times)
     batch = params.batch_size
     m = _system_matrix(params, batch)

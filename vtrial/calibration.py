@@ -1,0 +1,45 @@
+"""Deterministic time courses of a virtual subject: dose → PK → block → Δ(block) → beat → intervals.
+
+Used to calibrate the map Δ(block) on a mean virtual subject of the FDA study (``scripts/calibrate_epk.py``)
+and to check that calibration (``benchmarks/calibration_ecgrdvq.py``). Pure computation.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from vtrial.drugs import Drug
+from vtrial.measure import measure
+from vtrial.physiology.block import hill_block
+from vtrial.physiology.ecgsyn import ecgsyn_beat
+from vtrial.physiology.epk import EpkCoefficients, apply_block
+from vtrial.physiology.pk import Dose, concentrations
+from vtrial.physiology.waves import Waves
+
+WINDOW_S = (-0.5, 1.0)
+DELTA_COLUMNS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms")
+
+
+def effect_site_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Typical-subject free effect-site concentration (T,) nM and block (T, 7) after one oral dose."""
+    params = drug.pk_params()
+    if ke0_per_h is not None:
+        params = replace(params, ke0_per_h=ke0_per_h)
+    conc = concentrations(params, [Dose(0.0, dose_mg, "oral")], times_h).conc_effect_free_nM[0]
+    return conc, hill_block(conc, drug.ic50_vector, drug.hill_vector)
+
+
+def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float = 1000.0) -> dict[str, np.ndarray]:
+    """Measured change from baseline of each interval in ``DELTA_COLUMNS`` for one subject under block (T, 7)."""
+    block = np.asarray(block, float)
+    n = block.shape[0]
+    rep = Waves(waves0.t_ms.expand(n + 1, -1), waves0.sigma_ms.expand(n + 1, -1),
+                waves0.height_mv.expand(n + 1, -1), waves0.rr_s.expand(n + 1))
+    full = np.vstack([np.zeros((1, block.shape[1])), block])
+    beats = ecgsyn_beat(apply_block(rep, full, coef).to_ecgsyn(), fs_hz, WINDOW_S)
+    m = measure(beats, fs_hz, float(waves0.rr_s[0]) * 1000.0, window_start_s=WINDOW_S[0])
+    out = {f"d_{c}": m[c][1:] - m[c][0] for c in DELTA_COLUMNS}
+    out["valid"] = m["valid"][1:] & m["valid"][0]
+    return out
