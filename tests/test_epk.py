@@ -1,0 +1,70 @@
+"""The block→ECG map: physiology directions, the shipped calibration's signs, bad input."""
+import numpy as np
+import pytest
+
+from vtrial.measure import measure
+from vtrial.physiology.block import CHANNELS
+from vtrial.physiology.epk import EpkCoefficients, apply_block, default_coefficients, prior_beat
+from vtrial.physiology.waves import Waves
+
+FS = 1000.0
+COEF = EpkCoefficients(jtpeak_ms={"hERG": 120.0, "ICaL": -100.0, "INaL": -100.0}, tpte_ms={"hERG": 100.0},
+                       qrs_fraction={"INa": 1.0}, pr_ms={"INa": 50.0, "ICaL": 100.0},
+                       attenuation={"ICaL": 2.0, "INaL": 2.0}, t_flattening=0.3)
+
+
+def block(**fractions):
+    b = np.zeros((1, len(CHANNELS)))
+    for ch, v in fractions.items():
+        b[0, CHANNELS.index(ch)] = v
+    return b
+
+
+def measured(b, coef=COEF):
+    w = Waves.typical(1)
+    return measure(prior_beat(w, b, coef, FS), FS, 1000.0)
+
+
+def test_no_block_is_the_baseline_beat():
+    w = Waves.typical(1)
+    same = apply_block(w, block(), COEF)
+    for f in ("t_ms", "sigma_ms", "height_mv"):
+        np.testing.assert_allclose(getattr(same, f), getattr(w, f))
+
+
+def test_herg_block_delays_widens_and_flattens_t():
+    base, herg = measured(block()), measured(block(hERG=0.5))
+    assert herg["qtcf_ms"][0] - base["qtcf_ms"][0] > 60
+    assert herg["jtpeakc_ms"][0] - base["jtpeakc_ms"][0] > 40
+    assert herg["tpte_ms"][0] - base["tpte_ms"][0] > 30
+    assert herg["t_amp_mv"][0] < base["t_amp_mv"][0]
+
+
+def test_calcium_and_late_sodium_block_offset_jtpeak():
+    base = measured(block())
+    pure = measured(block(hERG=0.3))
+    multi = measured(block(hERG=0.3, ICaL=0.3, INaL=0.3))
+    assert multi["jtpeakc_ms"][0] - base["jtpeakc_ms"][0] < 0.5 * (pure["jtpeakc_ms"][0] - base["jtpeakc_ms"][0])
+
+
+def test_sodium_block_widens_qrs_and_lengthens_pr():
+    base, ina = measured(block()), measured(block(INa=0.3))
+    assert ina["qrs_ms"][0] - base["qrs_ms"][0] > 15
+    assert ina["pr_ms"][0] - base["pr_ms"][0] > 10
+
+
+def test_shipped_coefficients_have_physiological_signs():
+    c = default_coefficients()
+    assert c.jtpeak_ms["hERG"] > 0 and c.tpte_ms["hERG"] > 0
+    assert c.jtpeak_ms["ICaL"] <= 0 and c.jtpeak_ms["INaL"] <= 0
+    assert c.pr_ms["ICaL"] >= 0 and c.qrs_fraction["INa"] >= 0
+    assert "method" in c.fitted and "peak_ddqtcf_error_ms" in c.fitted
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"block\[0, 0\] = 1.5 must lie in \[0, 1\]"):
+        apply_block(Waves.typical(1), block(hERG=1.5), COEF)
+    with pytest.raises(ValueError, match=r"unknown channels \['hERG2'\]"):
+        EpkCoefficients(jtpeak_ms={"hERG2": 1.0})
+    with pytest.raises(ValueError, match=r"block has shape \(1, 3\)"):
+        apply_block(Waves.typical(1), np.zeros((1, 3)), COEF)
