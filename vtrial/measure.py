@@ -10,7 +10,8 @@ All B beats are measured at once with array operations (no per-beat Python loop)
 3. Isoelectric level: mean over the 20 ms before QRS onset (the PR segment).
 4. T peak: largest deviation from the isoelectric level between J + 60 ms and R + 0.7·RR (either
    polarity), refined by a parabola.
-5. T end, tangent method: the tangent at the steepest point of the T wave's descending limb, intersected
+5. T end, tangent method: the tangent at the steepest point of the T wave's descending limb (from the
+   peak until the wave is back within 10 % of its amplitude of the baseline, at most 300 ms), intersected
    with the isoelectric level.
 6. P onset: likewise the tangent at the steepest point of the P wave's ascending limb, P peak searched
    between QRS onset − 300 ms and − 30 ms.
@@ -149,8 +150,12 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     no_t = ~has_t_zone | (t_amp.abs() < T_MIN_MV)
 
     # 5. T end: steepest descent back to baseline after the peak, tangent to the isoelectric level
+    # the descending limb ends where the wave is back within 10 % of its amplitude of the baseline, so
+    # the steepest point is looked for on the T wave itself, not on a following P wave
     down = -polarity[:, None] * slope
-    tail = (cols > tp_i[:, None]) & (cols <= tp_i[:, None] + 300 * ms) & (cols < n - 1)
+    back = (polarity[:, None] * (x - iso[:, None]) <= 0.1 * t_amp.abs()[:, None]) & (cols > tp_i[:, None])
+    limb_end = torch.minimum(_first_true_after(back, tp_i), tp_i + int(300 * ms))
+    tail = (cols > tp_i[:, None]) & (cols <= limb_end[:, None]) & (cols < n - 1)
     m_i, has_tail = _masked_argmax(down, tail)
     m_slope = _at(slope, m_i)
     m_pos = _parabolic(down, m_i)  # steepest point, sub-sample
