@@ -37,6 +37,7 @@ T_MIN_MV = 0.03  # a T wave smaller than this (from the isoelectric level) is ab
 P_MIN_MV = 0.02
 QRS_SLOPE_FRACTION = 0.05
 ENVELOPE_MS = 16.0
+SLOPE_HALF_MS = 4.0
 
 
 def _masked_argmax(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,8 +117,10 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     r_pos = _parabolic(dev, r_i)
 
     # 2. QRS edges from the slope envelope
+    # slope by a central difference over ±4 ms: robust to sample noise, still sharp on a QRS
+    k = max(1, int(round(SLOPE_HALF_MS * ms)))
     slope = torch.zeros_like(x)
-    slope[:, 1:-1] = (x[:, 2:] - x[:, :-2]) * (fs_hz / 2)
+    slope[:, k:-k] = (x[:, 2 * k:] - x[:, :-2 * k]) * (fs_hz / (2 * k))
     half = max(1, int(round(ENVELOPE_MS * ms / 2)))
     kernel = torch.ones(1, 1, 2 * half + 1, dtype=x.dtype) / (2 * half + 1)
     env = torch.nn.functional.conv1d(slope.abs()[:, None], kernel, padding=half)[:, 0]

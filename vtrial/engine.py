@@ -1,0 +1,306 @@
+"""The trial engine: protocol → work units → Ray actors holding sampler replicas → Parquet parts → tables.
+
+Each Ray actor (``SamplerReplica``) holds one sampler replica, created with the protocol's
+``gpus_per_replica`` (CPU when 0) and loaded once; the driver feeds it batches of work units through
+Ray's ``ActorPool`` and writes each finished batch as a Parquet part at once, so the driver never holds
+the whole trial. Batch boundaries depend only on the protocol, and every unit draws from its own seed,
+so the tables are identical whatever the number of replicas. Ray starts locally (on 127.0.0.1) when no
+address is given.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from vtrial import store
+from vtrial.cohort import load_population, sample_cohort
+from vtrial.exposure import arm_exposure
+from vtrial.protocol import Protocol, cohort_path, dump_protocol
+
+RESOLVED = "protocol.resolved.yaml"
+RUN_INFO = "run_info.json"
+
+
+class RunError(RuntimeError):
+    """A trial that cannot start or finish, with the reason."""
+
+
+# --- work units ---------------------------------------------------------------------------------------
+
+def build_units(protocol: Protocol, base_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """All work units of a trial, one row per (arm, patient, time), in ``expand`` order."""
+    cohort = sample_cohort(load_population(cohort_path(protocol.cohort.population, base_dir)),
+                           protocol.cohort.size, protocol.seed)
+    n, n_t, n_a = cohort.size, len(protocol.schedule.times_h), len(protocol.arms)
+    conc, block = zip(*(arm_exposure(protocol, arm, n) for arm in protocol.arms))
+    conc = np.stack(conc)  # (A, N, T)
+    block = np.stack(block)  # (A, N, T, 7)
+    a_idx, p_idx, t_idx = (x.ravel() for x in np.meshgrid(np.arange(n_a), np.arange(n), np.arange(n_t), indexing="ij"))
+    w = cohort.waves
+    return {
+        "arm_idx": a_idx.astype(np.int32), "patient": p_idx.astype(np.int32), "time_idx": t_idx.astype(np.int32),
+        "time_h": np.asarray(protocol.schedule.times_h, float)[t_idx],
+        "conc_free_nM": conc[a_idx, p_idx, t_idx],
+        "block": block[a_idx, p_idx, t_idx],
+        "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx],
+        "height_mv": w.height_mv.numpy()[p_idx], "rr_s": w.rr_s.numpy()[p_idx],
+        "sensitivity": cohort.sensitivity[p_idx],
+    }
+
+
+def batch_slices(n_units: int, batch_size: int) -> list[slice]:
+    return [slice(i, min(i + batch_size, n_units)) for i in range(0, n_units, batch_size)]
+
+
+def take(units: dict[str, np.ndarray], sl: slice) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v[sl]) for k, v in units.items()}
+
+
+def make_sampler(protocol: Protocol, device: str = "cpu"):
+    from vtrial.sampler import MechanisticSampler
+
+    s = protocol.sampling
+    return MechanisticSampler(s.samples_per_patient, s.fs_hz, s.settings, device=device)
+
+
+# --- Ray ------------------------------------------------------------------------------------------------
+
+def _replica_class():
+    import ray
+
+    @ray.remote
+    class SamplerReplica:
+        """One sampler replica; loads once, picks its device here, then takes batches."""
+
+        def __init__(self, protocol_dict: dict, threads: int):
+            import torch
+
+            from vtrial.protocol import Protocol
+
+            torch.set_num_threads(max(1, threads))
+            self.gpu_ids = ray.get_gpu_ids()
+            device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
+            self.protocol = Protocol.model_validate(protocol_dict)
+            self.sampler = make_sampler(self.protocol, device)
+            self.node_id = ray.get_runtime_context().get_node_id()
+
+        def run(self, index: int, units: dict, seed: int):
+            rows = self.sampler.sample(units, seed)
+            return index, rows, {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids],
+                                 "pid": os.getpid()}
+
+        def where(self):
+            return {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids], "pid": os.getpid()}
+
+    return SamplerReplica
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"compute.address = {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379) or 'auto'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise RunError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to ``address`` or start Ray locally on loopback; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        _check_reachable(address)
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        return True
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR", _node_ip_address="127.0.0.1")
+    return True
+
+
+def check_resources(protocol: Protocol, replicas: int) -> None:
+    import ray
+
+    c = protocol.compute
+    res = ray.cluster_resources()
+    gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 0.0)
+    if c.gpus_per_replica > 0 and gpus < c.gpus_per_replica:
+        raise RunError(f"compute.gpus_per_replica = {c.gpus_per_replica} but the Ray cluster has {gpus:g} GPUs; "
+                       f"set gpus_per_replica: 0 to run on CPU")
+    if c.gpus_per_replica > 0 and gpus < c.gpus_per_replica * replicas:
+        raise RunError(f"compute.replicas = {replicas} × gpus_per_replica = {c.gpus_per_replica} needs "
+                       f"{c.gpus_per_replica * replicas:g} GPUs; the cluster has {gpus:g}")
+    if cpus < c.cpus_per_replica * replicas:
+        raise RunError(f"compute.replicas = {replicas} × cpus_per_replica = {c.cpus_per_replica} needs "
+                       f"{c.cpus_per_replica * replicas:g} CPUs; the cluster has {cpus:g}")
+
+
+# --- output folder --------------------------------------------------------------------------------------
+
+def prepare_output(out: Path, protocol: Protocol, resume: bool) -> None:
+    """Refuse a folder holding another trial (nothing is overwritten); record the resolved protocol."""
+    resolved = out / RESOLVED
+    if resolved.exists():
+        import yaml
+
+        held = Protocol.model_validate(yaml.safe_load(resolved.read_text()))
+        if held.content_hash != protocol.content_hash:
+            raise RunError(f"{out} already holds a different trial (protocol hash {held.content_hash}, "
+                           f"this one {protocol.content_hash}); choose another --out. Nothing was overwritten.")
+        if not resume:
+            raise RunError(f"{out} already holds this trial (hash {protocol.content_hash}); use --resume to "
+                           f"finish it, or choose another --out. Nothing was overwritten.")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} is not empty and holds no vtrial run ({RESOLVED} missing); choose another --out. "
+                       f"Nothing was overwritten.")
+    out.mkdir(parents=True, exist_ok=True)
+    resolved.write_text(dump_protocol(protocol))
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+@dataclass
+class TrialResult:
+    out: Path
+    protocol: Protocol
+    patients: pl.DataFrame
+    arms: pl.DataFrame
+    summary: pl.DataFrame
+    run_id: str | None = None
+    timings_s: dict = field(default_factory=dict)
+
+    def samples(self) -> pl.DataFrame:
+        return store.read_samples(self.out)
+
+
+def arm_summary(arms: pl.DataFrame, placebo_idx: int | None = None) -> pl.DataFrame:
+    """Per active arm: the time of peak ΔΔQTcF (ΔQTcF without a placebo arm) and its 90% CI."""
+    col = "ddqtcf_ms" if placebo_idx is not None else "dqtcf_ms"
+    rows = []
+    active = arms.filter(pl.col("arm_idx") != (placebo_idx if placebo_idx is not None else -1))
+    for name in active["arm"].unique(maintain_order=True):
+        a = arms.filter((pl.col("arm") == name) & (pl.col("time_idx") > 0))
+        if a[col].is_null().all():
+            continue
+        i = int(np.nanargmax(a[col].fill_null(np.nan).to_numpy()))
+        r = a.row(i, named=True)
+        rows.append({"arm": name, "endpoint": col, "peak_time_h": r["time_h"], "peak_ms": r[col],
+                     "ci90_lo_ms": r[f"{col}_ci90_lo"], "ci90_hi_ms": r[f"{col}_ci90_hi"],
+                     "invalid_samples": int(arms.filter(pl.col("arm") == name).select(
+                         (pl.col("n_samples") - pl.col("n_valid_samples")).sum()).item())})
+    return pl.DataFrame(rows)
+
+
+def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | None = None,
+              seed: int | None = None, resume: bool = False, replicas: int | None = None,
+              progress: bool = True, track: bool = True, base_dir: Path | None = None) -> TrialResult:
+    """Run a trial end to end; returns its tables as polars DataFrames."""
+    import ray
+    from ray.util import ActorPool
+
+    if seed is not None:
+        protocol = protocol.replace(seed=seed)
+    address = address or protocol.compute.address
+    replicas = replicas or protocol.compute.replicas
+    out = Path(out or protocol.output.dir)
+    timings = {}
+    prepare_output(out, protocol, resume)
+
+    t0 = time.perf_counter()
+    units = build_units(protocol, base_dir)
+    slices = batch_slices(len(units["patient"]), protocol.compute.batch_size)
+    todo = [i for i in range(len(slices)) if i not in store.done_parts(out)]
+    timings["plan_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    started = connect(address)
+    timings["ray_start_s"] = time.perf_counter() - t0
+    nodes_used: dict[str, int] = {}
+    try:
+        check_resources(protocol, replicas)
+        c = protocol.compute
+        cls = _replica_class()
+        actors = [cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=2,
+                              max_task_retries=2).remote(protocol.to_dict(), int(c.cpus_per_replica))
+                  for _ in range(replicas)]
+        t0 = time.perf_counter()
+        ray.get([a.where.remote() for a in actors])
+        timings["replicas_ready_s"] = time.perf_counter() - t0
+        arm_names = [a.name for a in protocol.arms]
+        total = sum(slices[i].stop - slices[i].start for i in todo) * protocol.sampling.samples_per_patient
+        pool = ActorPool(actors)
+        t0 = time.perf_counter()
+        with _progress(progress, total, protocol.name) as advance:
+            results = pool.map_unordered(lambda a, i: a.run.remote(i, take(units, slices[i]), protocol.seed), todo)
+            for index, rows, where in results:
+                n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
+                nodes_used[where["node_id"]] = nodes_used.get(where["node_id"], 0) + 1
+                advance(n)
+        timings["sampling_s"] = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+
+    t0 = time.perf_counter()
+    patients = store.patient_table(out)
+    placebo = next((i for i, a in enumerate(protocol.arms) if a.placebo), None)
+    arms = store.arm_table(patients, placebo)
+    summary = arm_summary(arms, placebo)
+    h, s = protocol.content_hash, protocol.seed
+    paths = [store.write_table(patients, out, store.PATIENTS, h, s), store.write_table(arms, out, store.ARMS, h, s)]
+    from vtrial.report import write_report
+
+    paths.append(write_report(out, protocol, arms, summary))
+    timings["aggregate_s"] = time.perf_counter() - t0
+    info = {"protocol_hash": h, "seed": s, "replicas": replicas, "address": address,
+            "batches": len(slices), "batches_run": len(todo), "batches_by_node": nodes_used, "timings_s": timings}
+    (out / RUN_INFO).write_text(json.dumps(info, indent=1))
+    run_id = None
+    if track:
+        from vtrial.tracking import log_run
+
+        metrics = {}
+        for r in summary.iter_rows(named=True):
+            metrics[f"peak_{r['endpoint']}.{r['arm']}"] = r["peak_ms"]
+            metrics[f"peak_{r['endpoint']}_ci90_hi.{r['arm']}"] = r["ci90_hi_ms"]
+            metrics[f"invalid_samples.{r['arm']}"] = r["invalid_samples"]
+        run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
+                         protocol.tracking.uri, protocol.tracking.experiment)
+    return TrialResult(out, protocol, patients, arms, summary, run_id, timings)
+
+
+class _progress:
+    """A rich progress bar over samples (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int, name: str):
+        self.enabled, self.total, self.name = enabled, total, name
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} samples"),
+                            TimeRemainingColumn())
+        self.bar.start()
+        task = self.bar.add_task(self.name, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+        return False

@@ -1,0 +1,358 @@
+"""Trial protocols: YAML → a validated, immutable ``Protocol``; ``expand`` → work units.
+
+Validation happens before any work is built and reports *every* problem with its field path
+(``arms[1].drugs[0].dose.unit``), the YAML line and column for malformed files, and the nearest valid
+key for a misspelt one. Models are frozen pydantic models; ``content_hash`` identifies a protocol by
+its resolved content (not its file's whitespace or comments).
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vtrial.drugs import Drug, get_drug, known_drugs
+
+DOSE_UNITS_TO_MG = {"ng": 1e-6, "ug": 1e-3, "µg": 1e-3, "mcg": 1e-3, "mg": 1.0, "g": 1e3}
+ENDPOINTS = ("qtcf", "dqtcf", "ddqtcf", "jtpeakc", "tpte", "qrs", "pr", "hr",
+             "qtcf_gt_450", "qtcf_gt_480", "qtcf_gt_500", "dqtcf_gt_30", "dqtcf_gt_60")
+SAMPLERS = ("mechanistic",)
+COHORTS_DIR = Path(__file__).resolve().parents[1] / "cohorts"
+
+
+class ProtocolError(ValueError):
+    """A protocol that cannot run; ``problems`` lists each as 'field.path: message'."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dose(_Model):
+    value: float = Field(gt=0, description="amount of the administered form")
+    unit: str = "mg"
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        if v not in DOSE_UNITS_TO_MG:
+            raise ValueError(f"unknown unit {v!r}; use one of {', '.join(DOSE_UNITS_TO_MG)}")
+        return v
+
+    @property
+    def mg(self) -> float:
+        return self.value * DOSE_UNITS_TO_MG[self.unit]
+
+
+class Regimen(_Model):
+    type: Literal["single", "repeated"] = "single"
+    interval_h: float | None = Field(default=None, gt=0)
+    count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _repeated(self):
+        if self.type == "repeated" and (self.interval_h is None or self.count < 2):
+            raise ValueError("a repeated regimen needs interval_h > 0 and count >= 2")
+        if self.type == "single" and self.count != 1:
+            raise ValueError("a single regimen has count 1; use type: repeated")
+        return self
+
+
+class Exposure(_Model):
+    """A fixed free concentration instead of PK: a multiple of the drug's free Cmax, or nM."""
+
+    multiple_of_free_cmax: float | None = Field(default=None, gt=0)
+    conc_free_nM: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.multiple_of_free_cmax is None) == (self.conc_free_nM is None):
+            raise ValueError("give exactly one of multiple_of_free_cmax or conc_free_nM")
+        return self
+
+
+class ArmDrug(_Model):
+    drug: str
+    dose: Dose | None = None
+    route: Literal["oral", "iv_bolus", "iv_infusion"] = "oral"
+    infusion_h: float | None = Field(default=None, gt=0)
+    regimen: Regimen = Regimen()
+    start_h: float = 0.0
+    exposure: Exposure | None = None
+
+    @model_validator(mode="after")
+    def _dose_or_exposure(self):
+        if (self.dose is None) == (self.exposure is None):
+            raise ValueError("give either dose (with PK) or exposure (fixed concentration), not both")
+        if self.route == "iv_infusion" and self.infusion_h is None:
+            raise ValueError("an iv_infusion needs infusion_h")
+        return self
+
+
+class Arm(_Model):
+    name: str = Field(min_length=1)
+    placebo: bool = False
+    drugs: tuple[ArmDrug, ...] = ()
+
+    @model_validator(mode="after")
+    def _placebo(self):
+        if self.placebo and self.drugs:
+            raise ValueError("a placebo arm takes no drugs")
+        if not self.placebo and not self.drugs:
+            raise ValueError("an arm needs drugs, or placebo: true")
+        return self
+
+
+class Cohort(_Model):
+    population: str = "healthy_adults"
+    size: int = Field(gt=0)
+
+
+class Schedule(_Model):
+    times_h: tuple[float, ...] = Field(min_length=2)
+
+    @field_validator("times_h")
+    @classmethod
+    def _sorted(cls, v):
+        if len(set(v)) != len(v):
+            dup = sorted({t for t in v if v.count(t) > 1})
+            raise ValueError(f"duplicate times {dup}")
+        if list(v) != sorted(v):
+            raise ValueError("times must be in increasing order (the first is the pre-dose baseline)")
+        return v
+
+
+class Sampling(_Model):
+    samples_per_patient: int = Field(gt=0)
+    sampler: str = "mechanistic"
+    settings: dict[str, float] = Field(default_factory=dict)
+    fs_hz: float = Field(default=500.0, gt=0)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v):
+        if v not in SAMPLERS:
+            raise ValueError(f"unknown sampler {v!r}; available: {', '.join(SAMPLERS)}")
+        return v
+
+
+class Compute(_Model):
+    address: str | None = None
+    replicas: int = Field(default=1, ge=1)
+    gpus_per_replica: float = Field(default=0.0, ge=0)
+    cpus_per_replica: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=128, gt=0)
+
+
+class Output(_Model):
+    dir: str = "runs/trial"
+
+
+class Tracking(_Model):
+    uri: str | None = None
+    experiment: str = "vtrial"
+
+
+class InlineDrug(_Model):
+    ic50_nM: dict[str, float | None]
+    hill: dict[str, float | None] = Field(default_factory=dict)
+    mw_g_mol: float = Field(gt=0)
+    fu: float = Field(ge=0, le=1)
+    salt_factor: float = Field(default=1.0, gt=0, le=1)
+    free_cmax_nM: float | None = Field(default=None, gt=0)
+    tdp_category: int | None = None
+    pk: dict[str, float] | None = None
+
+
+class Protocol(_Model):
+    name: str = Field(min_length=1)
+    seed: int = 0
+    cohort: Cohort
+    arms: tuple[Arm, ...] = Field(min_length=1)
+    drugs: dict[str, InlineDrug] = Field(default_factory=dict)
+    schedule: Schedule
+    sampling: Sampling
+    endpoints: tuple[str, ...] = ("qtcf", "dqtcf", "ddqtcf")
+    compute: Compute = Compute()
+    output: Output = Output()
+    tracking: Tracking = Tracking()
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, v):
+        bad = [e for e in v if e not in ENDPOINTS]
+        if bad:
+            raise ValueError(f"unknown endpoints {bad}; available: {', '.join(ENDPOINTS)}")
+        return v
+
+    def drug(self, name: str) -> Drug:
+        """An inline drug of this protocol, else a built-in."""
+        if name in self.drugs:
+            return Drug.from_dict({"name": name, **self.drugs[name].model_dump()})
+        return get_drug(name)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the resolved protocol (sorted JSON), first 16 hex digits."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **changes) -> "Protocol":
+        return self.model_copy(update=changes)
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_for(loc: tuple):
+    """The pydantic model class that owns the field at ``loc`` (for key suggestions)."""
+    model: Any = Protocol
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = None
+        for c in candidates:
+            for cc in [c, *getattr(c, "__args__", ())]:
+                if isinstance(cc, type) and issubclass(cc, BaseModel):
+                    nxt = cc
+        model = nxt
+    return model
+
+
+def _problems(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = _field_path(loc)
+        if e["type"] == "extra_forbidden":
+            model = _model_for(loc)
+            keys = list(model.model_fields) if model else []
+            close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else (f"; valid keys: {', '.join(keys)}" if keys else "")
+            out.append(f"{path}: unknown key{hint}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            out.append(f"{path}: {msg}")
+    return out
+
+
+def _semantic_problems(p: Protocol, base_dir: Path) -> list[str]:
+    problems = []
+    names = [a.name for a in p.arms]
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            problems.append(f"arms[{i}].name: duplicate arm name {n!r}")
+    known = set(known_drugs()) | set(p.drugs)
+    for i, arm in enumerate(p.arms):
+        for j, d in enumerate(arm.drugs):
+            where = f"arms[{i}].drugs[{j}]"
+            if d.drug not in known:
+                close = difflib.get_close_matches(d.drug, sorted(known), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                problems.append(f"{where}.drug: unknown drug {d.drug!r}.{hint} Known: {', '.join(sorted(known))}")
+                continue
+            drug = p.drug(d.drug)
+            if d.dose is not None and drug.pk is None:
+                problems.append(f"{where}.dose: drug {d.drug!r} has no PK; give exposure (e.g. multiple_of_free_cmax) "
+                                f"or define pk inline")
+            if d.exposure is not None and d.exposure.multiple_of_free_cmax is not None and drug.free_cmax_nM is None:
+                problems.append(f"{where}.exposure: drug {d.drug!r} has no free_cmax_nM")
+    for name, spec in p.drugs.items():
+        try:
+            p.drug(name)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"drugs.{name}: {exc}")
+    try:
+        cohort_path(p.cohort.population, base_dir)
+    except FileNotFoundError as exc:
+        problems.append(f"cohort.population: {exc}")
+    if p.sampling.settings:
+        from vtrial.sampler import MechanisticSampler
+
+        unknown = sorted(set(p.sampling.settings) - set(MechanisticSampler.SETTINGS))
+        if unknown:
+            problems.append(f"sampling.settings: unknown settings {unknown}; available: "
+                            f"{', '.join(MechanisticSampler.SETTINGS)}")
+    return problems
+
+
+def cohort_path(population: str, base_dir: Path | None = None) -> Path:
+    """Resolve a population name (``cohorts/NAME.yaml``) or a path relative to the protocol."""
+    candidates = []
+    p = Path(population)
+    if p.suffix in (".yaml", ".yml"):
+        candidates += [p] if p.is_absolute() else [(base_dir or Path.cwd()) / p, Path.cwd() / p]
+    else:
+        candidates += [COHORTS_DIR / f"{population}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"cohort file not found for {population!r} (looked in: "
+                            f"{', '.join(str(c) for c in candidates)})")
+
+
+def parse_protocol(data: dict, source: str = "<protocol>", base_dir: Path | None = None) -> Protocol:
+    """Validate a protocol mapping; raise ``ProtocolError`` listing every problem."""
+    if not isinstance(data, dict):
+        raise ProtocolError(source, [f"<root>: expected a mapping of protocol fields, got {type(data).__name__}"])
+    try:
+        p = Protocol.model_validate(data)
+    except ValidationError as err:
+        raise ProtocolError(source, _problems(err)) from None
+    problems = _semantic_problems(p, base_dir or Path.cwd())
+    if problems:
+        raise ProtocolError(source, problems)
+    return p
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a YAML protocol file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProtocolError(str(path), ["<file>: protocol file not found"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProtocolError(str(path), [f"<yaml>: malformed YAML at {where}: {problem}"]) from None
+    return parse_protocol(data, str(path), path.parent)
+
+
+def dump_protocol(p: Protocol) -> str:
+    return yaml.safe_dump(p.to_dict(), sort_keys=False)
+
+
+def expand(p: Protocol) -> Iterator[tuple[int, int, int]]:
+    """Work units (arm index, patient index, time index), in a fixed order; each unit gets
+    ``sampling.samples_per_patient`` samples."""
+    for a in range(len(p.arms)):
+        for i in range(p.cohort.size):
+            for t in range(len(p.schedule.times_h)):
+                yield a, i, t

@@ -1,0 +1,60 @@
+"""MLflow tracking of a trial: one run with the flattened protocol, its hash, headline metrics and the
+tables as artifacts. Default store: a SQLite file under the output folder (``sqlite:///OUT/mlflow.db``),
+artifacts under ``OUT/mlartifacts``; a tracking URI is an option.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+MAX_PARAM_CHARS = 500
+
+
+def flatten(d, prefix: str = "") -> dict[str, str]:
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, (list, tuple)) and any(isinstance(x, (dict, list, tuple)) for x in d):
+        for i, v in enumerate(d):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = str(d)[:MAX_PARAM_CHARS]
+    return out
+
+
+def _safe_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+def log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None = None,
+            experiment: str = "vtrial") -> str:
+    """Log one MLflow run; returns its run id."""
+    import mlflow
+
+    out = Path(out).resolve()
+    tracking_uri = uri or f"sqlite:///{out / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        location = None if uri else (out / "mlartifacts").as_uri()
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{protocol.name}-{protocol.content_hash}") as run:
+        mlflow.set_tags({"protocol_hash": protocol.content_hash, "seed": str(protocol.seed), "vtrial.protocol": protocol.name})
+        params = {_safe_key(k): v for k, v in flatten(protocol.to_dict()).items()}
+        params["protocol_hash"] = protocol.content_hash
+        items = list(params.items())
+        for i in range(0, len(items), 90):  # MLflow caps a batch at 100 params
+            mlflow.log_params(dict(items[i:i + 90]))
+        finite = {_safe_key(k): float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        if finite:
+            mlflow.log_metrics(finite)
+        for path in artifacts:
+            if Path(path).is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=Path(path).name)
+            elif Path(path).exists():
+                mlflow.log_artifact(str(path))
+        return run.info.run_id
