@@ -92,9 +92,10 @@ def _replica_class():
             self.node_id = ray.get_runtime_context().get_node_id()
 
         def run(self, index: int, units: dict, seed: int):
+            t0 = time.perf_counter()
             rows = self.sampler.sample(units, seed)
             return index, rows, {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids],
-                                 "pid": os.getpid()}
+                                 "pid": os.getpid(), "compute_s": time.perf_counter() - t0}
 
         def where(self):
             return {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids], "pid": os.getpid()}
@@ -120,10 +121,11 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start Ray locally on loopback; True if this call started it."""
     import ray
 
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     if address:
-        _check_reachable(address)
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         return True
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
@@ -230,6 +232,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     started = connect(address)
     timings["ray_start_s"] = time.perf_counter() - t0
     nodes_used: dict[str, int] = {}
+    compute_s = 0.0
     try:
         check_resources(protocol, replicas)
         c = protocol.compute
@@ -249,8 +252,10 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
             for index, rows, where in results:
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
                 nodes_used[where["node_id"]] = nodes_used.get(where["node_id"], 0) + 1
+                compute_s += where["compute_s"]
                 advance(n)
         timings["sampling_s"] = time.perf_counter() - t0
+        timings["replica_compute_s"] = compute_s
     finally:
         if started:
             ray.shutdown()
