@@ -20,6 +20,7 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	rm -rf runs/quickstart
 	$(VENV)/bin/vtrial run protocols/quickstart.yaml --out runs/quickstart
 
 test: $(STAMP)
@@ -29,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ecgsyn.py
 	$(PY) benchmarks/bench_measure.py
 	$(PY) benchmarks/calibration_ecgrdvq.py
+	$(PY) benchmarks/bench_engine.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
