@@ -117,6 +117,9 @@ def waves_for_intervals(rr_ms, pr_ms, qrs_ms, jtpeak_ms, tpte_ms, fs_hz: float =
         t[:, 3] = t[:, 3] * qrs_scale
         s[:, 1:4] = s[:, 1:4] * qrs_scale[:, None]
         t[:, 0] = t[:, 0] - (targets["pr_ms"] - got["pr_ms"]).nan_to_num(0.0)
+        # keep the P wave clear of the QRS (its tail would otherwise sit on the PR segment, the
+        # isoelectric reference, and the corrections could chase a moving baseline)
+        t[:, 0] = torch.minimum(t[:, 0], t[:, 1] - 2 * s[:, 1] - 2.5 * s[:, 0])
         t[:, 4] = t[:, 4] + (targets["jtpeak_ms"] - got["jtpeak_ms"]).nan_to_num(0.0)
         s[:, 4] = s[:, 4] * (targets["tpte_ms"] / got["tpte_ms"]).nan_to_num(1.0).clamp(0.5, 2.0)
         w = w.replace(t_ms=t, sigma_ms=s)
