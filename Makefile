@@ -13,7 +13,7 @@ $(PY):
 # CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA wheel.
 # torch==2.13.0 resolves to the CPU wheel that ships with this machine image.
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install "torch==2.13.0" || $(PY) -m pip install torch
+	$(PY) -m pip install "torch==2.13.0"
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 

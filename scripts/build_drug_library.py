@@ -5,12 +5,12 @@
 1. Ion-channel profiles (IC50 nM, Hill) from ``cipa/Li2017_IC50.csv`` (Li et al. 2017); free therapeutic
    Cmax and TdP category from ``cipa/CiPA_training_drugs.csv`` (Li et al. 2019).
 2. Molar mass, plasma free fraction and salt factor from the literature (product labels), below.
-3. For dofetilide, quinidine, ranolazine and verapamil: a one-compartment model with first-order
-   absorption and a lag time, fitted to all subjects' plasma concentrations in
+3. For dofetilide, quinidine, ranolazine and verapamil: a one- or two-compartment model (chosen by
+   AIC) with first-order absorption and a lag time, fitted to all subjects' plasma concentrations in
    ``ecgrdvq/SCR-002.Clinical.Data.csv`` (naive pooled, ordinary least squares on the linear scale so
    that the typical subject reproduces the mean concentration profile; the dose converted to its base
    equivalent). Inter-individual variability ω is the SD over subjects of the log
-   of per-subject fits (tlag fixed at the pooled value).
+   of per-subject fits of ka, CL, V1 (the rest fixed at the pooled values), capped at 1.
 The effect-compartment rates (ke0) are added by ``scripts/calibrate_epk.py``; an existing ke0 is kept.
 No data is copied into the package: only fitted values.
 """
@@ -27,7 +27,7 @@ from scipy.optimize import least_squares
 
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.physiology.block import CHANNELS
-from vtrial.physiology.pk import one_compartment_oral_mg_l
+from vtrial.physiology.pk import one_compartment_oral_mg_l, two_compartment_oral_mg_l
 
 OUT = Path(__file__).resolve().parents[1] / "vtrial" / "data" / "drugs.json"
 
@@ -53,34 +53,43 @@ REFS = ["Li Z et al. Circ Arrhythm Electrophysiol 2017 doi:10.1161/CIRCEP.116.00
 FDA_REF = "Johannesen L et al. Clin Pharmacol Ther 2014 doi:10.1038/clpt.2014.155 (PhysioNet ECGRDVQ)"
 
 
-def _model_log(theta, t, dose_mg):
-    ka, cl, v, tlag = np.exp(theta[0]), np.exp(theta[1]), np.exp(theta[2]), theta[3]
-    c = one_compartment_oral_mg_l(t - tlag, dose_mg, ka, cl, v)
-    return np.log(np.maximum(c, 1e-12))
+# parameter vector: log ka, log CL, log V1, tlag, log Q, log V2 (the last two only for two compartments)
+NAMES = ("ka_per_h", "cl_l_h", "v1_l", "tlag_h", "q_l_h", "v2_l")
 
 
-def fit_pk(times_h, conc_mg_l, dose_mg, init=(0.0, np.log(30.0), np.log(300.0), 0.2), fix_tlag=None, log_scale=True):
-    """Least squares on log concentration (or on the linear scale); returns (ka, cl, v, tlag)."""
-    def res(th):
-        full = th if fix_tlag is None else np.r_[th, fix_tlag]
-        pred = _model_log(full, times_h, dose_mg)
+def predict_mg_l(theta, t, dose_mg):
+    ka, cl, v1, tlag = np.exp(theta[0]), np.exp(theta[1]), np.exp(theta[2]), theta[3]
+    if len(theta) == 4:
+        return one_compartment_oral_mg_l(t - tlag, dose_mg, ka, cl, v1)
+    return two_compartment_oral_mg_l(t - tlag, dose_mg, ka, cl, v1, np.exp(theta[4]), np.exp(theta[5]))
+
+
+def fit(t, c, dose_mg, x0, free, log_scale):
+    """Bounded least squares over the ``free`` entries of x0 (linear scale: residuals / mean conc)."""
+    lo_all = np.array([-5, -5, -3, 0.0, -5, -3])[: len(x0)]
+    hi_all = np.array([4, 10, 12, 2.0, 10, 12])[: len(x0)]
+    free = np.asarray(free)
+
+    def full(x):
+        th = np.array(x0, float)
+        th[free] = x
+        return th
+
+    def res(x):
+        pred = predict_mg_l(full(x), t, dose_mg)
         if log_scale:
-            return pred - np.log(conc_mg_l)
-        return (np.exp(pred) - conc_mg_l) / np.mean(conc_mg_l)
+            return np.log(np.maximum(pred, 1e-12)) - np.log(c)
+        return (pred - c) / np.mean(c)
 
-    x0 = np.asarray(init if fix_tlag is None else init[:3], float)
-    lo = [-5, -5, -3] + ([0.0] if fix_tlag is None else [])
-    hi = [4, 10, 12] + ([2.0] if fix_tlag is None else [])
     best = None
     for ka0 in (np.log(0.3), np.log(1.0), np.log(3.0)):
-        x = x0.copy()
+        x = np.array(x0, float)
         x[0] = ka0
-        sol = least_squares(res, np.clip(x, lo, hi), bounds=(lo, hi))
-        # the flip-flop twin (ka <-> k) fits equally well; keep the solution with ka > k
-        if best is None or sol.cost < best.cost - 1e-9:
+        start = np.clip(x[free], lo_all[free], hi_all[free])
+        sol = least_squares(res, start, bounds=(lo_all[free], hi_all[free]))
+        if best is None or sol.cost < best.cost - 1e-12:
             best = sol
-    th = best.x if fix_tlag is None else np.r_[best.x, fix_tlag]
-    return np.exp(th[0]), np.exp(th[1]), np.exp(th[2]), float(th[3])
+    return full(best.x), 2 * best.cost
 
 
 def pk_entries(data_dir: Path) -> dict:
@@ -96,30 +105,36 @@ def pk_entries(data_dir: Path) -> dict:
         c = d["conc_ng_ml"].to_numpy() / 1000.0  # ng/mL = µg/L → mg/L
         # pooled ordinary least squares on the linear scale: the typical subject reproduces the study's
         # mean concentration profile (a log-scale fit would track the geometric mean, ~20% lower at peak)
-        ka, cl, v, tlag = fit_pk(t, c, dose_base, log_scale=False)
-        if ka < cl / v:  # prefer the non-flip-flop parameterisation
-            ka, v = cl / v, cl / ka
+        one, sse1 = fit(t, c, dose_base, [0.0, np.log(30.0), np.log(300.0), 0.2], [True] * 4, log_scale=False)
+        x2 = np.r_[one, one[1], one[2]]  # Q = CL, V2 = V1 to start
+        x2[2] = one[2] - np.log(2.0)
+        two, sse2 = fit(t, c, dose_base, x2, [True] * 6, log_scale=False)
+        n = len(c)
+        aic1, aic2 = n * np.log(sse1 / n) + 2 * 4, n * np.log(sse2 / n) + 2 * 6
+        theta, model = (two, "two-compartment") if aic2 < aic1 - 2 else (one, "one-compartment")
+        # inter-individual variability: per-subject fits of ka, CL, V1 with the rest at the typical values
         logs = []
         for _, sub in d.group_by("subject"):
             if sub.height < 6:
                 continue
-            p = fit_pk(sub["time_h"].to_numpy(), sub["conc_ng_ml"].to_numpy() / 1000.0, dose_base,
-                       init=(np.log(ka), np.log(cl), np.log(v), tlag), fix_tlag=tlag)
-            logs.append(np.log(p[:3]))
-        logs = np.array(logs)
+            th, _ = fit(sub["time_h"].to_numpy(), sub["conc_ng_ml"].to_numpy() / 1000.0, dose_base, theta,
+                        [True, True, True] + [False] * (len(theta) - 3), log_scale=True)
+            logs.append(th[:3])
         # per-subject fits of sparse single-dose data can flip-flop (ka <-> k) and inflate the spread;
         # ω is capped at 1 (a 2.7-fold SD) and the cap recorded
-        omega_raw = logs.std(axis=0, ddof=1)
+        omega_raw = np.array(logs).std(axis=0, ddof=1)
         omega = np.minimum(omega_raw, OMEGA_CAP)
-        resid = _model_log([np.log(ka), np.log(cl), np.log(v), tlag], t, dose_base) - np.log(c)
-        out[drug] = {
-            "ka_per_h": round(float(ka), 5), "cl_l_h": round(float(cl), 4), "v1_l": round(float(v), 3),
-            "tlag_h": round(float(tlag), 4),
-            "omega_ka": round(float(omega[0]), 4), "omega_cl": round(float(omega[1]), 4), "omega_v": round(float(omega[2]), 4),
-            "source": (f"one-compartment oral + lag fitted to {len(c)} concentrations of {d['subject'].n_unique()} "
-                       f"subjects (pooled OLS, linear scale), dose {float(d['dose_mg'][0])} mg x salt factor {salt}; log-residual SD "
-                       f"{resid.std():.3f}; omega before cap {np.round(omega_raw, 3).tolist()}; scripts/build_drug_library.py"),
-        }
+        pred = predict_mg_l(theta, t, dose_base)
+        values = {NAMES[i]: (float(np.exp(theta[i])) if i != 3 else float(theta[i])) for i in range(len(theta))}
+        entry = {k: round(v, 5) for k, v in values.items()}
+        entry.update({"omega_ka": round(float(omega[0]), 4), "omega_cl": round(float(omega[1]), 4),
+                      "omega_v": round(float(omega[2]), 4)})
+        entry["source"] = (f"{model} oral + lag (AIC {aic1:.1f} one vs {aic2:.1f} two compartments), pooled OLS on the "
+                           f"linear scale over {n} concentrations of {d['subject'].n_unique()} subjects, dose "
+                           f"{float(d['dose_mg'][0])} mg x salt factor {salt}; relative RMS residual "
+                           f"{np.sqrt(np.mean((pred - c) ** 2)) / np.mean(c):.3f}; omega before cap "
+                           f"{np.round(omega_raw, 3).tolist()}; scripts/build_drug_library.py")
+        out[drug] = entry
     return out
 
 

@@ -117,6 +117,7 @@ def test_gpus_requested_on_a_cluster_without_gpus_fails_clearly(tmp_path):
     with pytest.raises(RunError, match=r"compute.gpus_per_replica = 1.0 but the Ray cluster has 0 GPUs"):
         run_trial(protocol(compute={"replicas": 1, "gpus_per_replica": 1}), out=tmp_path / "gpu", progress=False, track=False)
     assert time.perf_counter() - t0 < 60
+    assert not (tmp_path / "gpu").exists()  # a refused run leaves nothing behind
 
 
 def test_more_cpus_than_the_cluster_has_fails_clearly(tmp_path):

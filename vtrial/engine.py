@@ -152,8 +152,8 @@ def check_resources(protocol: Protocol, replicas: int) -> None:
 
 # --- output folder --------------------------------------------------------------------------------------
 
-def prepare_output(out: Path, protocol: Protocol, resume: bool) -> None:
-    """Refuse a folder holding another trial (nothing is overwritten); record the resolved protocol."""
+def check_output(out: Path, protocol: Protocol, resume: bool) -> None:
+    """Refuse a folder holding another trial, or this one without --resume; writes nothing."""
     resolved = out / RESOLVED
     if resolved.exists():
         import yaml
@@ -165,12 +165,16 @@ def prepare_output(out: Path, protocol: Protocol, resume: bool) -> None:
         if not resume:
             raise RunError(f"{out} already holds this trial (hash {protocol.content_hash}); use --resume to "
                            f"finish it, or choose another --out. Nothing was overwritten.")
-        return
-    if out.exists() and any(out.iterdir()):
+    elif out.exists() and any(out.iterdir()):
         raise RunError(f"{out} is not empty and holds no vtrial run ({RESOLVED} missing); choose another --out. "
                        f"Nothing was overwritten.")
+
+
+def record_output(out: Path, protocol: Protocol) -> None:
+    """Create the folder and record the resolved protocol (what --resume and refusals compare against)."""
     out.mkdir(parents=True, exist_ok=True)
-    resolved.write_text(dump_protocol(protocol))
+    if not (out / RESOLVED).exists():
+        (out / RESOLVED).write_text(dump_protocol(protocol))
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -220,7 +224,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     replicas = replicas or protocol.compute.replicas
     out = Path(out or protocol.output.dir)
     timings = {}
-    prepare_output(out, protocol, resume)
+    check_output(out, protocol, resume)
 
     t0 = time.perf_counter()
     units = build_units(protocol, base_dir)
@@ -235,6 +239,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     compute_s = 0.0
     try:
         check_resources(protocol, replicas)
+        record_output(out, protocol)  # only once the run can start: a refused run leaves no trace
         c = protocol.compute
         cls = _replica_class()
         actors = [cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=2,
