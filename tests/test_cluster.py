@@ -52,7 +52,7 @@ def test_run_with_address_uses_both_nodes(cluster, tmp_path):
         "arms": [{"name": "placebo", "placebo": True},
                  {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
         "schedule": {"times_h": [-0.5, 1.0, 2.0]},
-        "sampling": {"samples_per_patient": 4},
+        "sampling": {"samples_per_patient": 4, "sampler": "mechanistic"},
         "compute": {"replicas": 2, "cpus_per_replica": 1, "batch_size": 4},
     }
     path = tmp_path / "p.yaml"

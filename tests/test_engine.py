@@ -19,7 +19,7 @@ TINY = {
     "arms": [{"name": "placebo", "placebo": True},
              {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
     "schedule": {"times_h": [-0.5, 1.0, 2.5, 6.0]},
-    "sampling": {"samples_per_patient": 4},
+    "sampling": {"samples_per_patient": 4, "sampler": "mechanistic"},
     "compute": {"replicas": 1, "batch_size": 7},
     "tracking": {"experiment": "tiny"},
 }

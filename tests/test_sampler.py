@@ -17,7 +17,7 @@ BASE = {
     "arms": [{"name": "placebo", "placebo": True},
              {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
     "schedule": {"times_h": [-0.5, 2.0, 24.0]},
-    "sampling": {"samples_per_patient": 3},
+    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
 }
 
 

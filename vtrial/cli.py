@@ -61,5 +61,47 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
     console.print(f"tables, report.html and MLflow run in {result.out}")
 
 
+@app.command()
+def train(config: Path = typer.Argument(..., help="training config YAML (see vtrial/data/train_worldmodel.yaml)")):
+    """Train the ECG world model on the built-in corpus; logs one MLflow run."""
+    from vtrial.model.train import TrainConfig, train_and_save
+
+    try:
+        cfg = TrainConfig.from_yaml(config)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        console.print(f"[red]invalid config[/red] {err}", highlight=False)
+        raise typer.Exit(2)
+    out, history = train_and_save(cfg, log=lambda d: console.print(d, highlight=False))
+    console.print(f"checkpoint {out}; {history}")
+
+
+@app.command("eval")
+def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model checkpoint"),
+          out: Path = typer.Option(..., "--out", help="folder for eval.json"),
+          ablation: Optional[Path] = typer.Option(None, "--ablation", help="checkpoint trained with λ0 = 0 "
+                                                  "(default: CHECKPOINT's name with _ablation, if present)"),
+          pairs: int = typer.Option(300, "--pairs"), samples: int = typer.Option(16, "--samples"),
+          seed: int = typer.Option(1000, "--seed")):
+    """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""
+    import json
+
+    from vtrial.model.evaluate import evaluate
+    from vtrial.model.worldmodel import CheckpointError, load_checkpoint
+
+    ablation = ablation or checkpoint.with_name(checkpoint.stem + "_ablation" + checkpoint.suffix)
+    try:
+        model = load_checkpoint(checkpoint)
+        abl = load_checkpoint(ablation) if ablation.is_file() else None
+    except CheckpointError as err:
+        console.print(f"[red]error[/red] {err}", highlight=False)
+        raise typer.Exit(1)
+    result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed)
+    result["checkpoint"] = str(checkpoint)
+    result["ablation_checkpoint"] = str(ablation) if abl is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    console.print_json(json.dumps(result["heldout"]))
+
+
 if __name__ == "__main__":
     app()

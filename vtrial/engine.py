@@ -52,6 +52,8 @@ def build_units(protocol: Protocol, base_dir: Path | None = None) -> dict[str, n
         "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx],
         "height_mv": w.height_mv.numpy()[p_idx], "rr_s": w.rr_s.numpy()[p_idx],
         "sensitivity": cohort.sensitivity[p_idx],
+        "female": (cohort.sex == "F").astype(np.float64)[p_idx], "age_y": cohort.age_y[p_idx],
+        "weight_kg": cohort.weight_kg[p_idx],
     }
 
 
@@ -63,10 +65,21 @@ def take(units: dict[str, np.ndarray], sl: slice) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v[sl]) for k, v in units.items()}
 
 
-def make_sampler(protocol: Protocol, device: str = "cpu"):
+def make_sampler(protocol: Protocol, device: str = "cpu", base_dir: Path | None = None):
+    """The protocol's sampler: ``mechanistic`` or ``worldmodel`` (loads its checkpoint once)."""
+    s = protocol.sampling
+    if s.sampler == "worldmodel":
+        from vtrial.model.worldmodel import WorldModelSampler
+
+        ckpt = None
+        if s.checkpoint is not None:
+            ckpt = Path(s.checkpoint)
+            if not ckpt.is_absolute() and base_dir is not None and (base_dir / ckpt).exists():
+                ckpt = base_dir / ckpt
+            ckpt = ckpt.resolve()
+        return WorldModelSampler(s.samples_per_patient, ckpt, s.settings, device=device)
     from vtrial.sampler import MechanisticSampler
 
-    s = protocol.sampling
     return MechanisticSampler(s.samples_per_patient, s.fs_hz, s.settings, device=device)
 
 
@@ -79,7 +92,7 @@ def _replica_class():
     class SamplerReplica:
         """One sampler replica; loads once, picks its device here, then takes batches."""
 
-        def __init__(self, protocol_dict: dict, threads: int):
+        def __init__(self, protocol_dict: dict, threads: int, base_dir: str | None):
             import torch
 
             from vtrial.protocol import Protocol
@@ -88,7 +101,7 @@ def _replica_class():
             self.gpu_ids = ray.get_gpu_ids()
             device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
             self.protocol = Protocol.model_validate(protocol_dict)
-            self.sampler = make_sampler(self.protocol, device)
+            self.sampler = make_sampler(self.protocol, device, Path(base_dir) if base_dir else None)
             self.node_id = ray.get_runtime_context().get_node_id()
 
         def run(self, index: int, units: dict, seed: int):
@@ -243,7 +256,8 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         c = protocol.compute
         cls = _replica_class()
         actors = [cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=2,
-                              max_task_retries=2).remote(protocol.to_dict(), int(c.cpus_per_replica))
+                              max_task_retries=2).remote(protocol.to_dict(), int(c.cpus_per_replica),
+                                                             str(base_dir) if base_dir else None)
                   for _ in range(replicas)]
         t0 = time.perf_counter()
         ray.get([a.where.remote() for a in actors])
@@ -284,6 +298,9 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         from vtrial.tracking import log_run
 
         metrics = {}
+        reasons = store.scan_samples(out).group_by("reason").len().collect()
+        for r in reasons.iter_rows(named=True):
+            metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         for r in summary.iter_rows(named=True):
             metrics[f"peak_{r['endpoint']}.{r['arm']}"] = r["peak_ms"]
             metrics[f"peak_{r['endpoint']}_ci90_hi.{r['arm']}"] = r["ci90_hi_ms"]

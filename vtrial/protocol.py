@@ -21,7 +21,7 @@ from vtrial.drugs import Drug, get_drug, known_drugs
 DOSE_UNITS_TO_MG = {"ng": 1e-6, "ug": 1e-3, "µg": 1e-3, "mcg": 1e-3, "mg": 1.0, "g": 1e3}
 ENDPOINTS = ("qtcf", "dqtcf", "ddqtcf", "jtpeakc", "tpte", "qrs", "pr", "hr",
              "qtcf_gt_450", "qtcf_gt_480", "qtcf_gt_500", "dqtcf_gt_30", "dqtcf_gt_60")
-SAMPLERS = ("mechanistic",)
+SAMPLERS = ("mechanistic", "worldmodel")
 COHORTS_DIR = Path(__file__).resolve().parents[1] / "cohorts"
 
 
@@ -134,9 +134,10 @@ class Schedule(_Model):
 
 class Sampling(_Model):
     samples_per_patient: int = Field(gt=0)
-    sampler: str = "mechanistic"
+    sampler: str = "worldmodel"
     settings: dict[str, float] = Field(default_factory=dict)
-    fs_hz: float = Field(default=500.0, gt=0)
+    checkpoint: str | None = None  # world-model checkpoint (default: the one shipped in the package)
+    fs_hz: float = Field(default=500.0, gt=0)  # the mechanistic sampler's rate (the world model has its own)
 
     @field_validator("sampler")
     @classmethod
@@ -292,12 +293,20 @@ def _semantic_problems(p: Protocol, base_dir: Path) -> list[str]:
     except FileNotFoundError as exc:
         problems.append(f"cohort.population: {exc}")
     if p.sampling.settings:
-        from vtrial.sampler import MechanisticSampler
+        if p.sampling.sampler == "worldmodel":
+            from vtrial.model.worldmodel import WorldModelSampler as cls
+        else:
+            from vtrial.sampler import MechanisticSampler as cls
 
-        unknown = sorted(set(p.sampling.settings) - set(MechanisticSampler.SETTINGS))
+        unknown = sorted(set(p.sampling.settings) - set(cls.SETTINGS))
         if unknown:
-            problems.append(f"sampling.settings: unknown settings {unknown}; available: "
-                            f"{', '.join(MechanisticSampler.SETTINGS)}")
+            problems.append(f"sampling.settings: unknown settings {unknown}; available: {', '.join(cls.SETTINGS)}")
+    if p.sampling.checkpoint is not None:
+        ckpt = Path(p.sampling.checkpoint)
+        if not ckpt.is_absolute():
+            ckpt = (base_dir / ckpt) if (base_dir / ckpt).exists() else Path.cwd() / ckpt
+        if not ckpt.is_file():
+            problems.append(f"sampling.checkpoint: file not found: {p.sampling.checkpoint}")
     return problems
 
 

@@ -58,7 +58,8 @@ class MechanisticSampler:
         return Waves(mix(base.t_ms, drugged.t_ms), mix(base.sigma_ms, drugged.sigma_ms),
                      mix(base.height_mv, drugged.height_mv), base.rr_s)
 
-    def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    def beats(self, units: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The S sampled beats of every unit, (n·S, T) mV, and their RR intervals (n·S,) ms."""
         n, s = len(units["patient"]), self.s
         w = self._drugged_waves(units)
         cfg = self.settings
@@ -87,7 +88,12 @@ class MechanisticSampler:
         params = type(params)(*(getattr(params, f).to(torch.float32).to(self.device) for f in ("theta_rad", "a", "b_rad", "rr_s")))
         beats = ecgsyn_beat(params, self.fs_hz, WINDOW_S)
         beats = beats + torch.as_tensor(cfg["noise_mv"] * noise.reshape(n * s, n_t), device=beats.device)
-        m = measure(beats.cpu(), self.fs_hz, rr.numpy() * 1000.0, window_start_s=WINDOW_S[0])
+        return beats, rr.numpy() * 1000.0
+
+    def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        n, s = len(units["patient"]), self.s
+        beats, rr_ms = self.beats(units, seed)
+        m = measure(beats.cpu(), self.fs_hz, rr_ms, window_start_s=WINDOW_S[0])
         out = {k: np.repeat(np.asarray(units[k]), s) for k in ID_COLUMNS + PASS_COLUMNS}
         out["sample"] = np.tile(np.arange(s, dtype=np.int32), n)
         for k in INTERVALS:

@@ -1,0 +1,145 @@
+"""The world model: a tiny training run, checkpoints as safe data, the sampler's determinism and flags."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from vtrial.model.corpus import ACTION_DIM, N_SAMPLES, make_pairs
+from vtrial.model.diffusion import Schedule, ddim_sample, training_loss
+from vtrial.model.train import TrainConfig, train
+from vtrial.model.worldmodel import CheckpointError, WorldModel, WorldModelSampler, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cfg = TrainConfig(n_pairs=300, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50,
+                      ae_steps=60, diffusion_train_steps=60, batch_size=64, lambda0=0.1)
+    model, history = train(cfg, log=lambda d: None)
+    path = model.save(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    return model, history, path
+
+
+def test_tiny_training_learns(tiny):
+    model, history, _ = tiny
+    assert history["ae_mse"] < 0.02  # beats have ~0.1 mV² variance: the autoencoder has learned something
+    assert np.isfinite(history["final_loss"]) and history["final_loss"] < 1.0
+
+
+def test_checkpoint_reloads_to_the_same_output(tiny):
+    model, _, path = tiny
+    again = load_checkpoint(path)
+    pairs = make_pairs(4, seed=5)
+    noise = torch.randn(6, 4, 8, generator=torch.Generator().manual_seed(0))
+    a = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.1)[0]
+    b = again.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.1)[0]
+    assert torch.equal(a, b)
+
+
+def test_batched_sampling_equals_single(tiny):
+    model, _, _ = tiny
+    pairs = make_pairs(3, seed=6)
+    noise = torch.randn(6, 3, 8, generator=torch.Generator().manual_seed(1))
+    together = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0)[0]
+    for i in range(3):
+        one = model.sample(pairs.baseline[i:i + 1], pairs.prior[i:i + 1], pairs.action[i:i + 1],
+                           pairs.covariates[i:i + 1], noise[:, i:i + 1], 5, 1.0, 0.0)[0]
+        torch.testing.assert_close(together[i:i + 1], one, rtol=1e-4, atol=1e-5)
+
+
+def test_energy_guidance_pulls_toward_the_prior():
+    """With a denoiser that knows nothing (ε̂ = 0), γ > 0 moves samples toward Π(e_EPK)."""
+    sched = Schedule(50)
+    p = torch.full((16, 4), 2.0)
+    noise = torch.randn(11, 16, 4, generator=torch.Generator().manual_seed(2))
+    free = ddim_sample(lambda z, t: torch.zeros_like(z), noise, sched, 10, eta=0.0)
+    guided = ddim_sample(lambda z, t: torch.zeros_like(z), noise, sched, 10, eta=0.0, prior_latent=p, gamma=0.3)
+    assert ((guided - p) ** 2).mean() < ((free - p) ** 2).mean()
+
+
+def test_loss_with_lambda_zero_is_pure_denoising():
+    z0, p = torch.randn(32, 4), torch.randn(32, 4)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    eps_fn = lambda z, t: 0.5 * z  # noqa: E731
+    l0, parts0 = training_loss(eps_fn, z0, p, Schedule(50), 0.0, g1)
+    l1, parts1 = training_loss(eps_fn, z0, p, Schedule(50), 1.0, g2)
+    assert float(l0) == pytest.approx(parts0["mse"], rel=1e-5)
+    assert float(l1) == pytest.approx(parts1["mse"] + parts1["weighted_energy"], rel=1e-5) and float(l1) > float(l0)
+
+
+def test_missing_and_truncated_checkpoints(tiny, tmp_path):
+    _, _, path = tiny
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pt: not a readable checkpoint"):
+        load_checkpoint(cut)
+
+
+def test_wrong_architecture_and_lead_count(tiny, tmp_path):
+    model, _, path = tiny
+    blob = torch.load(path, weights_only=True)
+    blob["model_args"]["width"] = 64
+    other = tmp_path / "other.pt"
+    torch.save(blob, other)
+    with pytest.raises(CheckpointError, match=r"other.pt: weights do not fit the architecture"):
+        load_checkpoint(other)
+    blob = torch.load(path, weights_only=True)
+    blob["model_args"]["n_leads"] = 12
+    leads = tmp_path / "leads.pt"
+    torch.save(blob, leads)
+    with pytest.raises(CheckpointError, match=r"leads.pt: model has 12 lead\(s\), expected 1"):
+        load_checkpoint(leads)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match=r"not a vtrial world-model checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/vtrial_pwned_by_checkpoint",))
+
+
+def test_checkpoint_with_a_pickled_callable_is_refused_without_running_it(tiny, tmp_path):
+    _, _, path = tiny
+    marker = "/tmp/vtrial_pwned_by_checkpoint"
+    if os.path.exists(marker):
+        os.remove(marker)
+    blob = torch.load(path, weights_only=True)
+    blob["extra"] = {"payload": Boom()}
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        torch.save(blob, f, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match=r"evil.pt: refused to load"):
+        load_checkpoint(evil)
+    assert not os.path.exists(marker)
+
+
+def _units(n=3):
+    from vtrial.engine import build_units
+    from vtrial.protocol import parse_protocol
+
+    p = parse_protocol({"name": "wm", "seed": 2, "cohort": {"size": n},
+                        "arms": [{"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+                        "schedule": {"times_h": [-0.5, 2.0]}, "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"}})
+    return build_units(p)
+
+
+def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
+    _, _, path = tiny
+    s = WorldModelSampler(2, path, {"steps": 4})
+    u = _units()
+    whole = s.sample(u, 9)
+    from vtrial.engine import take
+
+    first = s.sample(take(u, slice(0, 2)), 9)
+    np.testing.assert_allclose(whole["qtcf_ms"][:4], first["qtcf_ms"], rtol=1e-5, equal_nan=True)
+    assert len(whole["valid"]) == 2 * len(u["patient"])
+    # a model that emits NaN: every beat is kept and flagged, none passed on as a number
+    s.model.autoencoder.decoder.fc.bias.data[0] = float("nan")
+    bad = s.sample(u, 9)
+    assert len(bad["valid"]) == len(whole["valid"])
+    assert not bad["valid"].any() and set(bad["reason"]) == {"non_finite"}
+    assert np.isnan(bad["qtcf_ms"]).all()

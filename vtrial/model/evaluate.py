@@ -1,0 +1,114 @@
+"""``vtrial eval``: the world model against ground truth, with and without the prior, and the mechanistic
+baseline that uses the prior alone.
+
+Ground truth is the built-in corpus's rich generator. ``heldout``: new patients given the drugs held out
+of training (``corpus.HELDOUT_DRUGS``), simulated from their in-vitro profiles; ``train``: new patients
+given the training drugs. For each pair, S samples; metrics:
+
+- ``latent_mse``: ‖z_sample − z_true‖²/D (normalized latents), averaged over samples and pairs;
+- ``signal_mse``, ``signal_mae``: sampled beat vs true post-dose beat, mV;
+- ``dqtcf_mae_ms``, ``djtpeakc_mae_ms``, ``dtpte_mae_ms``: |mean over samples of Δ − true Δ|, Δ from the
+  pair's baseline beat;
+- ``hallucination_rate``: share of sampled beats unmeasurable or outside physiological ranges
+  (QTcF 300–700 ms, QRS 50–200 ms, Tpeak-Tend 20–250 ms);
+- ``energy``: ‖z_sample − Π_ϕ(e_EPK)‖²/D;
+- ``coverage90``: share of pairs whose true ΔQTcF lies within the samples' 5–95 % range.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vtrial.measure import measure
+from vtrial.model.corpus import FS_HZ, HELDOUT_DRUGS, WINDOW_S, Pairs, make_pairs
+from vtrial.model.worldmodel import WorldModel
+
+METRICS = ("latent_mse", "signal_mse", "signal_mae", "dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms",
+           "hallucination_rate", "energy", "coverage90")
+RANGES = {"qtcf_ms": (300.0, 700.0), "qrs_ms": (50.0, 200.0), "tpte_ms": (20.0, 250.0)}
+
+
+def _measure(beats: torch.Tensor, rr_ms: np.ndarray) -> dict:
+    return measure(beats, FS_HZ, rr_ms, window_start_s=WINDOW_S[0])
+
+
+def mechanistic_samples(pairs: Pairs, s: int, seed: int) -> torch.Tensor:
+    """S mechanistic samples per pair (the prior with within-patient variability), (N·S, T)."""
+    from vtrial.sampler import MechanisticSampler
+
+    n = len(pairs)
+    w = pairs.waves
+    units = {"arm_idx": np.zeros(n, int), "patient": np.arange(n), "time_idx": np.ones(n, int),
+             "time_h": np.ones(n), "conc_free_nM": pairs.conc_free_nM, "block": pairs.block,
+             "t_ms": w.t_ms.numpy(), "sigma_ms": w.sigma_ms.numpy(), "height_mv": w.height_mv.numpy(),
+             "rr_s": w.rr_s.numpy(), "sensitivity": np.ones(n)}
+    return MechanisticSampler(s, FS_HZ).beats(units, seed)[0]
+
+
+def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor, pairs: Pairs, model: WorldModel,
+          s: int) -> dict:
+    n = len(pairs)
+    rr = pairs.rr_ms.numpy()
+    m_base = _measure(pairs.baseline, rr)
+    m_true = _measure(pairs.target, rr)
+    m_smp = _measure(samples, np.repeat(rr, s))
+    with torch.no_grad():
+        z_true = model.latent(pairs.target)
+    out = {
+        "latent_mse": float(((z_samples.view(n, s, -1) - z_true[:, None]) ** 2).mean()),
+        "signal_mse": float(((samples.view(n, s, -1) - pairs.target[:, None]) ** 2).mean()),
+        "signal_mae": float((samples.view(n, s, -1) - pairs.target[:, None]).abs().mean()),
+        "energy": float(((z_samples.view(n, s, -1) - p_latent[:, None]) ** 2).mean()),
+    }
+    for name, col in (("dqtcf_mae_ms", "qtcf_ms"), ("djtpeakc_mae_ms", "jtpeakc_ms"), ("dtpte_mae_ms", "tpte_ms")):
+        true_d = m_true[col] - m_base[col]
+        smp_d = m_smp[col].reshape(n, s) - m_base[col][:, None]
+        est = np.nanmean(smp_d, axis=1)
+        ok = np.isfinite(true_d) & np.isfinite(est)
+        out[name] = float(np.mean(np.abs(est[ok] - true_d[ok])))
+        if col == "qtcf_ms":
+            lo, hi = np.nanquantile(smp_d, 0.05, axis=1), np.nanquantile(smp_d, 0.95, axis=1)
+            out["coverage90"] = float(np.mean((true_d[ok] >= lo[ok]) & (true_d[ok] <= hi[ok])))
+    bad = ~m_smp["valid"]
+    for col, (lo, hi) in RANGES.items():
+        v = m_smp[col]
+        bad |= ~((v >= lo) & (v <= hi))
+    out["hallucination_rate"] = float(np.mean(bad))
+    out["n_pairs"] = n
+    out["n_true_unmeasurable"] = int((~m_true["valid"]).sum())
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: float, gamma: float, steps: int) -> dict:
+    n = len(pairs)
+    d = model.model_args["latent_dim"]
+    rng = np.random.default_rng([seed, 0xE7A1])
+    noise = torch.as_tensor(rng.standard_normal((steps + 1, n * s, d), dtype=np.float32))
+
+    with torch.inference_mode():
+        beats, z, p = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, steps, eta,
+                                   gamma, samples_per_unit=s)
+    return score(beats, z, p, pairs, model, s)
+
+
+def evaluate_mechanistic(model: WorldModel, pairs: Pairs, s: int, seed: int) -> dict:
+    beats = mechanistic_samples(pairs, s, seed).float()
+    with torch.inference_mode():
+        z = model.latent(beats)
+        p = model.prior_latent(pairs.prior)
+    return score(beats, z, p, pairs, model, s)
+
+
+def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs: int = 300, samples: int = 16,
+             seed: int = 1000, eta: float = 1.0, gamma: float = 0.1, steps: int = 20, train_drugs=None) -> dict:
+    """The eval.json layout: {"heldout": {"prior", "ablation", "mechanistic"}, "train": {...}}."""
+    heldout = make_pairs(n_pairs, seed, drugs=HELDOUT_DRUGS)
+    train = make_pairs(n_pairs, seed + 1, drugs=train_drugs)
+    result = {"heldout": {"prior": evaluate_model(prior_model, heldout, samples, seed, eta, gamma, steps)}}
+    if ablation_model is not None:
+        result["heldout"]["ablation"] = evaluate_model(ablation_model, heldout, samples, seed, eta, 0.0, steps)
+    result["heldout"]["mechanistic"] = evaluate_mechanistic(prior_model, heldout, samples, seed)
+    result["train"] = evaluate_model(prior_model, train, samples, seed, eta, gamma, steps)
+    result["settings"] = {"n_pairs": n_pairs, "samples": samples, "seed": seed, "eta": eta, "gamma": gamma,
+                          "steps": steps, "heldout_drugs": list(HELDOUT_DRUGS)}
+    return result

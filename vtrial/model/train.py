@@ -1,0 +1,141 @@
+"""Training the world model on the built-in corpus: ``vtrial train CONFIG``.
+
+Two stages: the autoencoder (reconstruction + a small KL term) on baseline, post-dose and prior beats;
+then, with the encoder frozen, the denoiser and the prior projection Π_ϕ with the energy-regularized
+diffusion loss (``diffusion.training_loss``). Devices, checkpoints and logging live here; the network
+files hold only modules.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from vtrial.model.corpus import make_pairs
+from vtrial.model.diffusion import training_loss
+from vtrial.model.worldmodel import WorldModel
+
+# defaults: the shipped checkpoint's configuration (see vtrial/data/worldmodel.md)
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    n_pairs: int = 20000
+    latent_dim: int = 32
+    channels: int = 32
+    width: int = 256
+    depth: int = 4
+    diffusion_steps: int = 200
+    ae_steps: int = 3000
+    diffusion_train_steps: int = 6000
+    batch_size: int = 256
+    lr: float = 2e-3
+    kl_weight: float = 1e-4
+    lambda0: float = 0.1
+    out: str = "runs/train/worldmodel.pt"
+    tracking_uri: str | None = None  # default: a SQLite file under tracking_dir
+    tracking_dir: str = "runs/train"
+    experiment: str = "vtrial-train"
+    threads: int = 0  # 0: torch's default
+
+    @staticmethod
+    def from_yaml(path: str | Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; known: {', '.join(sorted(known))}")
+        return TrainConfig(**data)
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator):
+    while True:
+        yield torch.as_tensor(rng.integers(0, n, batch))
+
+
+def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)  # weight initialisation only; data and noise use their own generators
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
+    pairs = make_pairs(cfg.n_pairs, cfg.seed)
+    history = {"corpus_s": time.perf_counter() - t0}
+    model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1, cfg.diffusion_steps)
+
+    # stage 1: autoencoder on all beats
+    beats = torch.cat([pairs.baseline, pairs.target, pairs.prior])
+    opt = torch.optim.AdamW(model.autoencoder.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.ae_steps, 1))
+    it = _batches(len(beats), cfg.batch_size, rng)
+    t0 = time.perf_counter()
+    for step in range(cfg.ae_steps):
+        x = beats[next(it)]
+        rec, mu, logvar = model.autoencoder(x, gen)
+        mse = ((rec - x) ** 2).mean()
+        kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).mean()
+        loss = mse + cfg.kl_weight * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0 or step == cfg.ae_steps - 1:
+            log({"stage": "autoencoder", "step": step, "mse": float(mse.detach()), "kl": float(kl.detach())})
+    history["ae_s"] = time.perf_counter() - t0
+    history["ae_mse"] = float(mse.detach()) if cfg.ae_steps else float("nan")
+
+    # latent normalisation from the post-dose beats (encoder frozen from here on)
+    model.autoencoder.requires_grad_(False)
+    with torch.no_grad():
+        mu_t = model.autoencoder.encode(pairs.target)
+        model.z_mean.copy_(mu_t.mean(0))
+        model.z_std.copy_(mu_t.std(0).clamp(min=1e-3))
+        z_target = model.latent(pairs.target)
+        z_base = model.latent(pairs.baseline)
+        z_prior_raw = model.latent(pairs.prior)
+
+    # stage 2: denoiser and Π_ϕ with the energy-regularised loss
+    params = list(model.denoiser.parameters()) + list(model.projection.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.diffusion_train_steps, 1))
+    it = _batches(len(pairs), cfg.batch_size, rng)
+    t0 = time.perf_counter()
+    for step in range(cfg.diffusion_train_steps):
+        idx = next(it)
+        p = model.projection(z_prior_raw[idx])
+        eps_fn = model.eps_fn(z_base[idx], pairs.action[idx], pairs.covariates[idx])
+        loss, parts = training_loss(eps_fn, z_target[idx], p, model.schedule, cfg.lambda0, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0 or step == cfg.diffusion_train_steps - 1:
+            log({"stage": "diffusion", "step": step, "loss": float(loss.detach()), **parts})
+    history["diffusion_s"] = time.perf_counter() - t0
+    history["final_loss"] = float(loss.detach()) if cfg.diffusion_train_steps else float("nan")
+    model.eval()
+    return model, history
+
+
+def train_and_save(cfg: TrainConfig, log=print) -> tuple[Path, dict]:
+    """Train, save the checkpoint (with its config) and log one MLflow run."""
+    model, history = train(cfg, log)
+    out = model.save(cfg.out, extra={"train_config": asdict(cfg), "history": history})
+    import mlflow
+
+    out_dir = Path(cfg.tracking_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.tracking_uri or f"sqlite:///{out_dir / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(cfg.experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        cfg.experiment, artifact_location=None if cfg.tracking_uri else (out_dir / "mlartifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp_id, run_name=Path(cfg.out).stem):
+        mlflow.log_params({k: str(v) for k, v in asdict(cfg).items()})
+        mlflow.log_metrics({k: float(v) for k, v in history.items() if np.isfinite(v)})
+        mlflow.log_artifact(str(out))
+    return out, history

@@ -1,0 +1,170 @@
+"""The world model: autoencoder + denoiser + prior projection Π_ϕ, its checkpoint, and its sampler.
+
+A checkpoint is data, not code: ``{"format", "version", "model_args", "state_dict"}`` saved with
+``torch.save`` and read with ``torch.load(weights_only=True)``, which refuses pickled callables. It carries
+its own model arguments, so loading needs no outside configuration.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vtrial.model.autoencoder import BeatAutoencoder
+from vtrial.model.corpus import ACTION_DIM, COVARIATE_DIM, FS_HZ, N_SAMPLES, WINDOW_S, action_vector
+from vtrial.model.denoiser import Denoiser
+from vtrial.model.diffusion import Schedule, ddim_sample
+
+FORMAT = "vtrial.worldmodel"
+VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "worldmodel.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, naming the file and what was expected."""
+
+
+class WorldModel(nn.Module):
+    def __init__(self, latent_dim: int = 32, channels: int = 32, width: int = 256, depth: int = 4,
+                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200):
+        super().__init__()
+        self.model_args = dict(latent_dim=latent_dim, channels=channels, width=width, depth=depth,
+                               n_samples=n_samples, n_leads=n_leads, diffusion_steps=diffusion_steps)
+        self.autoencoder = BeatAutoencoder(n_samples, latent_dim, channels)
+        self.denoiser = Denoiser(latent_dim, ACTION_DIM, COVARIATE_DIM, width, depth)
+        self.projection = nn.Linear(latent_dim, latent_dim)  # Π_ϕ on the prior beat's latent
+        nn.init.eye_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
+        self.register_buffer("z_mean", torch.zeros(latent_dim))
+        self.register_buffer("z_std", torch.ones(latent_dim))
+        self.schedule = Schedule(diffusion_steps)
+
+    def latent(self, beat: torch.Tensor) -> torch.Tensor:
+        """Normalized latent of beats (B, T) → (B, D)."""
+        return (self.autoencoder.encode(beat) - self.z_mean) / self.z_std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decoder(z * self.z_std + self.z_mean)
+
+    def prior_latent(self, prior_beat: torch.Tensor) -> torch.Tensor:
+        """p = Π_ϕ(e_EPK) in normalized latent space."""
+        return self.projection(self.latent(prior_beat))
+
+    def eps_fn(self, z_base, action, covariates):
+        return lambda z_t, t: self.denoiser(z_t, t, z_base, action, covariates)
+
+    @torch.no_grad()
+    def sample(self, baseline, prior, action, covariates, noise, n_sample_steps=20, eta=1.0, gamma=0.0,
+               samples_per_unit: int = 1):
+        """Sample post-dose beats.
+
+        baseline, prior (N, T) and action, covariates (N, ·) describe N units; each gets
+        ``samples_per_unit`` = S samples (the conditioning is encoded once per unit). noise
+        (n_sample_steps + 1, N·S, D), unit-major. Returns (beats (N·S, T), latents (N·S, D),
+        prior latents (N, D)).
+        """
+        s = samples_per_unit
+        z_base = self.latent(baseline).repeat_interleave(s, dim=0)  # (N·S, D)
+        p = self.prior_latent(prior)  # (N, D)
+        eps_fn = self.eps_fn(z_base, action.repeat_interleave(s, dim=0), covariates.repeat_interleave(s, dim=0))
+        z = ddim_sample(eps_fn, noise, self.schedule, n_sample_steps, eta,
+                        p.repeat_interleave(s, dim=0) if gamma > 0 else None, gamma)
+        return self.decode(z), z, p
+
+    def save(self, path: str | Path, extra: dict | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": FORMAT, "version": VERSION, "model_args": self.model_args,
+                    "state_dict": self.state_dict(), "extra": extra or {}}, path)
+        return path
+
+
+def load_checkpoint(path: str | Path, n_leads: int = 1, device: str = "cpu") -> WorldModel:
+    """Load a checkpoint safely; raise ``CheckpointError`` naming the file and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data "
+                              f"(checkpoints are data, not code): {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a vtrial world-model checkpoint (expected format {FORMAT!r})")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {blob.get('version')!r}, expected {VERSION}")
+    args = dict(blob["model_args"])
+    if args.get("n_leads") != n_leads:
+        raise CheckpointError(f"{path}: model has {args.get('n_leads')} lead(s), expected {n_leads}")
+    model = WorldModel(**args)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the architecture in its model_args {args}: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+class WorldModelSampler:
+    """The ``worldmodel`` sampler: same interface as the mechanistic one (``sample(units, seed)``).
+
+    Per unit: the patient's baseline beat and the prior beat e_EPK (ECGSYN under Δ(block)) at the model's
+    rate, the action from block and concentration, S samples from the diffusion model decoded and
+    measured. Settings: ``eta`` [1.0], ``gamma`` [0.1], ``steps`` [20]; ``checkpoint`` a path.
+    """
+
+    SETTINGS = {"eta": 1.0, "gamma": 0.1, "steps": 20.0}
+
+    def __init__(self, samples_per_unit: int, checkpoint: str | Path | None = None, settings: dict | None = None,
+                 device: str = "cpu"):
+        unknown = sorted(set(settings or {}) - set(self.SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown sampler settings {unknown}; available: {', '.join(self.SETTINGS)}")
+        self.s = samples_per_unit
+        self.settings = {**self.SETTINGS, **(settings or {})}
+        self.model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT, device=device)
+        self.device = device
+
+    def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        from vtrial.measure import INTERVALS, measure
+        from vtrial.physiology.ecgsyn import ecgsyn_beat
+        from vtrial.physiology.epk import apply_block, default_coefficients
+        from vtrial.physiology.waves import Waves
+        from vtrial.sampler import ID_COLUMNS, PASS_COLUMNS
+
+        n, s = len(units["patient"]), self.s
+        steps = int(self.settings["steps"])
+        d = self.model.model_args["latent_dim"]
+        base = Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
+        drugged = apply_block(base, units["block"], default_coefficients())
+        baseline = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).float()
+        prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).float()
+        conc = np.asarray(units["conc_free_nM"], float)
+        action = action_vector(units["block"], conc, np.clip(units["time_h"], 0, None), conc / 10.0)
+        cov = np.stack([units["female"], units["age_y"] / 50.0, units["weight_kg"] / 70.0, units["rr_s"]], axis=1)
+        noise = np.empty((steps + 1, n, s, d), dtype=np.float32)
+        for i in range(n):
+            rng = np.random.default_rng([seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])])
+            noise[:, i] = rng.standard_normal((steps + 1, s, d), dtype=np.float32)
+
+        def t32(x):
+            return torch.as_tensor(np.asarray(x), dtype=torch.float32).to(self.device)
+
+        with torch.inference_mode():
+            beats, _, _ = self.model.sample(t32(baseline), t32(prior), t32(action), t32(cov),
+                                            torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
+                                            steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s)
+        rr_ms = np.repeat(np.asarray(units["rr_s"]) * 1000.0, s)
+        m = measure(beats.cpu(), FS_HZ, rr_ms, window_start_s=WINDOW_S[0])
+        out = {k: np.repeat(np.asarray(units[k]), s) for k in ID_COLUMNS + PASS_COLUMNS}
+        out["sample"] = np.tile(np.arange(s, dtype=np.int32), n)
+        for k in INTERVALS:
+            out[k] = m[k].astype(np.float32)
+        out["valid"] = m["valid"]
+        out["reason"] = m["reason"]
+        return out
