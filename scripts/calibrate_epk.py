@@ -8,7 +8,7 @@ effect-site concentration (rate ke0 per drug) → Hill block (CiPA IC50s) → Δ
 ``measure``. The map's coefficients and the four ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the 15 post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
-ΔΔQTcF error (weight √15, as much as its whole time course). The T-wave flattening φ
+ΔΔQTcF error (weight √30, twice its whole time course). The T-wave flattening φ
 is fixed (not identifiable from intervals). Writes vtrial/data/epk_coefficients.json (with residuals)
 and the ke0 values into vtrial/data/drugs.json. ``--subjects`` restricts the fit to a subject subset
 (used for out-of-sample checks); by default all 22 subjects.
@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil")
 WEIGHTS = {"qtcf_ms": 1.0, "jtpeakc_ms": 0.7, "tpte_ms": 0.7, "pr_ms": 0.5, "qrs_ms": 0.5}
 T_FLATTENING = 0.3
-PEAK_WEIGHT = math.sqrt(15.0)
+PEAK_WEIGHT = math.sqrt(30.0)
 # name, lower, upper, start
 PARAMS = [
-    ("jt_hERG", 0.0, 600.0, 120.0), ("jt_ICaL", -600.0, 0.0, -50.0), ("jt_INaL", -600.0, 0.0, -100.0),
+    ("jt_hERG", 0.0, 600.0, 120.0), ("jt_ICaL", -60.0, 0.0, -30.0), ("jt_INaL", -60.0, 0.0, -30.0),
     ("jt_IKs", 0.0, 600.0, 20.0), ("tp_hERG", 0.0, 600.0, 120.0), ("log_kappa", math.log(0.03), math.log(100.0), 0.0),
-    ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 5.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0), ("pr_ICaL", 0.0, 2000.0, 200.0),
+    ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 1.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0), ("pr_ICaL", 0.0, 2000.0, 200.0),
 ] + [(f"log_ke0_{d}", math.log(0.05), math.log(50.0), 0.0) for d in DRUGS]
 
 
