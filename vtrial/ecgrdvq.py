@@ -33,7 +33,7 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
 
     Returns
     -------
-    (table, report): one row per ECG with ``subject``, ``sex``, ``age_y``, ``weight_kg``, ``treatment``,
+    (table, report): one row per ECG with ``record`` (EGREFID, the ECG's record name), ``subject``, ``sex``, ``age_y``, ``weight_kg``, ``treatment``,
     ``dose_mg``, ``time_h``, ``baseline``, ``conc_ng_ml``, ``rr_ms``, ``pr_ms``, ``qt_ms``, ``qrs_ms``,
     ``jtpeak_ms``, ``tpte_ms``, ``qtcf_ms``, ``jtpeakc_ms``; and counts of each quirk handled.
     """
@@ -58,6 +58,7 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
         report[f"{col.lower()}_missing"] = int(raw[col].is_null().sum())
 
     df = raw.select(
+        (pl.col("EGREFID").cast(pl.Utf8) if "EGREFID" in raw.columns else pl.lit(None, dtype=pl.Utf8)).alias("record"),
         pl.col("RANDID").alias("subject"),
         pl.col("SEX").alias("sex"),
         pl.col("AGE").cast(pl.Float64).alias("age_y"),

@@ -24,6 +24,10 @@ from vtrial.model.worldmodel import WorldModel
 class TrainConfig:
     seed: int = 0
     n_pairs: int = 20000
+    data: str = "builtin"  # builtin | wfdb
+    metadata: str | None = None  # wfdb: table in the ECGRDVQ layout (EGREFID names each record)
+    records_dir: str | None = None  # wfdb: folder of the records
+    lead: str = "ii"
     latent_dim: int = 32
     channels: int = 32
     width: int = 256
@@ -63,8 +67,19 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
-    pairs = make_pairs(cfg.n_pairs, cfg.seed)
-    history = {"corpus_s": time.perf_counter() - t0}
+    if cfg.data == "wfdb":
+        from vtrial.model.wfdb_corpus import pairs_from_wfdb
+
+        if not cfg.metadata or not cfg.records_dir:
+            raise ValueError("data: wfdb needs metadata and records_dir")
+        pairs, skipped = pairs_from_wfdb(cfg.metadata, cfg.records_dir, cfg.lead)
+        for s in skipped:
+            log({"skipped_record": s})
+    elif cfg.data == "builtin":
+        pairs = make_pairs(cfg.n_pairs, cfg.seed)
+    else:
+        raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
+    history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
     model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1, cfg.diffusion_steps)
 
     # stage 1: autoencoder on all beats
