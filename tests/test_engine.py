@@ -130,3 +130,18 @@ def test_unreachable_address_fails_within_seconds(tmp_path):
     with pytest.raises(RunError, match=r"cannot reach the Ray cluster at 127.0.0.1:9"):
         run_trial(protocol(), out=tmp_path / "addr", address="127.0.0.1:9", progress=False, track=False)
     assert time.perf_counter() - t0 < 10
+
+
+def test_worldmodel_sampler_runs_in_the_engine(tmp_path):
+    """The default sampler, with the shipped checkpoint, through Ray; its samples are measured and flagged."""
+    d = copy.deepcopy(TINY)
+    d["sampling"] = {"samples_per_patient": 4}  # the default sampler: worldmodel
+    d["cohort"]["size"] = 3
+    p = parse_protocol(d)
+    assert p.sampling.sampler == "worldmodel"
+    res = run_trial(p, out=tmp_path / "wm", progress=False, track=False)
+    s = res.samples()
+    assert s.height == 2 * 3 * 4 * 4
+    assert s["valid"].mean() > 0.9
+    dof = res.arms.filter((pl.col("arm") == "dofetilide") & (pl.col("time_h") == 2.5))["ddqtcf_ms"][0]
+    assert dof > 10  # the world model prolongs QTc under dofetilide

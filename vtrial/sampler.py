@@ -91,13 +91,19 @@ class MechanisticSampler:
         return beats, rr.numpy() * 1000.0
 
     def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-        n, s = len(units["patient"]), self.s
         beats, rr_ms = self.beats(units, seed)
-        m = measure(beats.cpu(), self.fs_hz, rr_ms, window_start_s=WINDOW_S[0])
-        out = {k: np.repeat(np.asarray(units[k]), s) for k in ID_COLUMNS + PASS_COLUMNS}
-        out["sample"] = np.tile(np.arange(s, dtype=np.int32), n)
-        for k in INTERVALS:
-            out[k] = m[k].astype(np.float32)
-        out["valid"] = m["valid"]
-        out["reason"] = m["reason"]
-        return out
+        return measured_rows(units, self.s, beats, self.fs_hz, rr_ms)
+
+
+def measured_rows(units: dict, s: int, beats: torch.Tensor, fs_hz: float, rr_ms: np.ndarray) -> dict[str, np.ndarray]:
+    """Measure the n·S sampled beats and lay them out as sample rows: unit ids passed through, ``sample``,
+    every interval, ``valid`` and ``reason`` (unmeasurable beats kept and flagged)."""
+    n = len(units["patient"])
+    m = measure(beats.cpu(), fs_hz, rr_ms, window_start_s=WINDOW_S[0])
+    out = {k: np.repeat(np.asarray(units[k]), s) for k in ID_COLUMNS + PASS_COLUMNS}
+    out["sample"] = np.tile(np.arange(s, dtype=np.int32), n)
+    for k in INTERVALS:
+        out[k] = m[k].astype(np.float32)
+    out["valid"] = m["valid"]
+    out["reason"] = m["reason"]
+    return out

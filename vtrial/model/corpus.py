@@ -3,7 +3,8 @@
 Post-dose beats come from a generator richer than the prior, so the model must learn beyond it: the
 mechanistic post-dose beat plus effects ECGSYN's single Gaussian per wave cannot make — T-wave
 asymmetry (a late second T component growing with hERG block), a bifid (notched) T at strong hERG
-block, a U wave, ST depression with ICaL block, and beat-to-beat noise. The prior beat e_EPK is the
+block, a U wave, ST depression with ICaL block; the beats the model sees carry beat-to-beat noise, and
+the noise-free beats are kept as ground truth for measurement. The prior beat e_EPK is the
 mechanistic beat alone. Every pair is drawn from a seed, so a corpus is reproducible.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ HERG = CHANNELS.index("hERG")
 ICAL = CHANNELS.index("ICaL")
 ACTION_DIM = len(CHANNELS) + 3  # block fractions, log1p(conc), time since dose, log1p(dose)
 COVARIATE_DIM = 4  # female, age/50, weight/70, RR (s)
+NOISE_MV = 0.01  # beat-to-beat noise on the recorded beats (truth is also kept without it)
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Pairs:
     waves: Waves | None = None  # baseline waves (for the mechanistic baseline in evaluation)
     block: np.ndarray | None = None  # (N, 7)
     conc_free_nM: np.ndarray | None = None
+    baseline_clean: torch.Tensor | None = None  # the same beats without their measurement noise (ground truth)
+    target_clean: torch.Tensor | None = None
 
     def __len__(self):
         return self.baseline.shape[0]
@@ -55,7 +59,9 @@ class Pairs:
                      self.rr_ms[idx], [self.drug[i] for i in np.arange(len(self.drug))[idx]],
                      None if self.waves is None else self.waves.index(idx),
                      None if self.block is None else self.block[idx],
-                     None if self.conc_free_nM is None else self.conc_free_nM[idx])
+                     None if self.conc_free_nM is None else self.conc_free_nM[idx],
+                     None if self.baseline_clean is None else self.baseline_clean[idx],
+                     None if self.target_clean is None else self.target_clean[idx])
 
 
 def action_vector(block, conc_free_nM, time_since_dose_h, dose_mg) -> np.ndarray:
@@ -70,7 +76,7 @@ def _gauss(t_ms: np.ndarray, center_ms, sigma_ms, height_mv):
     return height_mv[:, None] * np.exp(-0.5 * ((t_ms[None, :] - center_ms[:, None]) / sigma_ms[:, None]) ** 2)
 
 
-def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator, noise_mv: float = 0.01) -> np.ndarray:
+def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Additive morphology the prior cannot express, (N, T) mV, given the post-dose waves and block."""
     t = (beat_times_s(FS_HZ, WINDOW_S, dtype=torch.float64).numpy()) * 1000.0
     n = waves.batch_size
@@ -81,8 +87,7 @@ def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator, nois
     u = _gauss(t, tt + 2.2 * st + 60, np.full(n, 35.0), 0.03 + 0.08 * herg)  # U wave
     j = waves.t_ms[:, 3].numpy() + 2 * waves.sigma_ms[:, 3].numpy()
     st_seg = -0.06 * ical[:, None] * ((t[None, :] > j[:, None]) & (t[None, :] < (tt - st)[:, None]))
-    noise = noise_mv * rng.standard_normal((n, t.size))
-    return late + notch + u + st_seg + noise
+    return late + notch + u + st_seg
 
 
 def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults", max_multiple: float = 10.0) -> Pairs:
@@ -107,10 +112,11 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     s = torch.as_tensor(cohort.sensitivity)[:, None]
     post = Waves(base.t_ms + s * (drugged.t_ms - base.t_ms), base.sigma_ms + s * (drugged.sigma_ms - base.sigma_ms),
                  base.height_mv + s * (drugged.height_mv - base.height_mv), base.rr_s)
-    baseline = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
-    baseline = baseline + 0.01 * rng.standard_normal(baseline.shape)
+    baseline_clean = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
+    baseline = baseline_clean + NOISE_MV * rng.standard_normal(baseline_clean.shape)
     prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
-    target = ecgsyn_beat(post.to_ecgsyn(), FS_HZ, WINDOW_S).numpy() + rich_effects(post, block, rng)
+    target_clean = ecgsyn_beat(post.to_ecgsyn(), FS_HZ, WINDOW_S).numpy() + rich_effects(post, block, rng)
+    target = target_clean + NOISE_MV * rng.standard_normal(target_clean.shape)
     cov = np.stack([(cohort.sex == "F").astype(float), cohort.age_y / 50.0, cohort.weight_kg / 70.0,
                     base.rr_s.numpy()], axis=1)
 
@@ -119,4 +125,4 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
 
     return Pairs(f32(baseline), f32(target), f32(prior), f32(action_vector(block, conc, tsd, dose)), f32(cov),
                  f32(base.rr_s.numpy() * 1000.0), [drugs[i] if multiple[k] > 0 else "placebo" for k, i in enumerate(which)],
-                 base, block, conc)
+                 base, block, conc, f32(baseline_clean), f32(target_clean))

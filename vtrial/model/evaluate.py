@@ -1,14 +1,16 @@
 """``vtrial eval``: the world model against ground truth, with and without the prior, and the mechanistic
 baseline that uses the prior alone.
 
-Ground truth is the built-in corpus's rich generator. ``heldout``: new patients given the drugs held out
+Ground truth is the built-in corpus's rich generator, measured on its noise-free beats. ``heldout``: new patients given the drugs held out
 of training (``corpus.HELDOUT_DRUGS``), simulated from their in-vitro profiles; ``train``: new patients
 given the training drugs. For each pair, S samples; metrics:
 
 - ``latent_mse``: ‖z_sample − z_true‖²/D (normalized latents), averaged over samples and pairs;
 - ``signal_mse``, ``signal_mae``: sampled beat vs true post-dose beat, mV;
-- ``dqtcf_mae_ms``, ``djtpeakc_mae_ms``, ``dtpte_mae_ms``: |mean over samples of Δ − true Δ|, Δ from the
-  pair's baseline beat;
+- ``dqtcf_mae_ms``, ``djtpeakc_mae_ms``, ``dtpte_mae_ms``: |mean over samples of Δ − true Δ|. The true Δ
+  is target minus baseline beat; a sampler's Δ is its sample minus its own drug-free samples of the same
+  patient (zero action), exactly as a trial computes ΔQTcF from each patient's pre-dose ECGs, so a
+  decoder's constant bias cancels as it does in a trial;
 - ``hallucination_rate``: share of sampled beats unmeasurable or outside physiological ranges
   (QTcF 300–700 ms, QRS 50–200 ms, Tpeak-Tend 20–250 ms);
 - ``energy``: ‖z_sample − Π_ϕ(e_EPK)‖²/D;
@@ -46,12 +48,16 @@ def mechanistic_samples(pairs: Pairs, s: int, seed: int) -> torch.Tensor:
 
 
 def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor, pairs: Pairs, model: WorldModel,
-          s: int) -> dict:
+          s: int, reference: torch.Tensor) -> dict:
+    """``reference``: the sampler's drug-free samples (N·S, T), Δ's reference."""
     n = len(pairs)
     rr = pairs.rr_ms.numpy()
-    m_base = _measure(pairs.baseline, rr)
-    m_true = _measure(pairs.target, rr)
+    base_truth = pairs.baseline_clean if pairs.baseline_clean is not None else pairs.baseline
+    target_truth = pairs.target_clean if pairs.target_clean is not None else pairs.target
+    m_base = _measure(base_truth, rr)
+    m_true = _measure(target_truth, rr)
     m_smp = _measure(samples, np.repeat(rr, s))
+    m_ref = _measure(reference, np.repeat(rr, s))
     with torch.no_grad():
         z_true = model.latent(pairs.target)
     out = {
@@ -62,7 +68,8 @@ def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor
     }
     for name, col in (("dqtcf_mae_ms", "qtcf_ms"), ("djtpeakc_mae_ms", "jtpeakc_ms"), ("dtpte_mae_ms", "tpte_ms")):
         true_d = m_true[col] - m_base[col]
-        smp_d = m_smp[col].reshape(n, s) - m_base[col][:, None]
+        ref = np.nanmean(m_ref[col].reshape(n, s), axis=1)
+        smp_d = m_smp[col].reshape(n, s) - ref[:, None]
         est = np.nanmean(smp_d, axis=1)
         ok = np.isfinite(true_d) & np.isfinite(est)
         out[name] = float(np.mean(np.abs(est[ok] - true_d[ok])))
@@ -85,18 +92,37 @@ def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: floa
     rng = np.random.default_rng([seed, 0xE7A1])
     noise = torch.as_tensor(rng.standard_normal((steps + 1, n * s, d), dtype=np.float32))
 
+    free = drug_free(pairs)
+    rng0 = np.random.default_rng([seed, 0xE7A2])
+    noise0 = torch.as_tensor(rng0.standard_normal((steps + 1, n * s, d), dtype=np.float32))
     with torch.inference_mode():
         beats, z, p = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, steps, eta,
                                    gamma, samples_per_unit=s)
-    return score(beats, z, p, pairs, model, s)
+        ref = model.sample(free.baseline, free.prior, free.action, free.covariates, noise0, steps, eta, gamma,
+                           samples_per_unit=s)[0]
+    return score(beats, z, p, pairs, model, s, ref)
+
+
+def drug_free(pairs: Pairs) -> Pairs:
+    """The same patients without drug: zero block and concentration, prior = the baseline's ECGSYN beat."""
+    from vtrial.model.corpus import action_vector
+    from vtrial.physiology.ecgsyn import ecgsyn_beat
+
+    n = len(pairs)
+    zero = np.zeros_like(pairs.block)
+    action = torch.as_tensor(action_vector(zero, np.zeros(n), np.zeros(n), np.zeros(n)), dtype=torch.float32)
+    prior = ecgsyn_beat(pairs.waves.to_ecgsyn(), FS_HZ, WINDOW_S).float()
+    return Pairs(pairs.baseline, pairs.baseline, prior, action, pairs.covariates, pairs.rr_ms, ["placebo"] * n,
+                 pairs.waves, zero, np.zeros(n))
 
 
 def evaluate_mechanistic(model: WorldModel, pairs: Pairs, s: int, seed: int) -> dict:
     beats = mechanistic_samples(pairs, s, seed).float()
+    ref = mechanistic_samples(drug_free(pairs), s, seed + 1).float()
     with torch.inference_mode():
         z = model.latent(beats)
         p = model.prior_latent(pairs.prior)
-    return score(beats, z, p, pairs, model, s)
+    return score(beats, z, p, pairs, model, s, ref)
 
 
 def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs: int = 300, samples: int = 16,

@@ -38,6 +38,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 2e-3
     kl_weight: float = 1e-4
+    slope_weight: float = 0.0  # weight of the first-difference (slope) reconstruction loss
     lambda0: float = 0.1
     out: str = "runs/train/worldmodel.pt"
     tracking_uri: str | None = None  # default: a SQLite file under tracking_dir
@@ -92,8 +93,10 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
         x = beats[next(it)]
         rec, mu, logvar = model.autoencoder(x, gen)
         mse = ((rec - x) ** 2).mean()
+        # slopes matter as much as levels: tangent T-end and QRS edges are read off the derivative
+        slope_mse = ((rec.diff(dim=1) - x.diff(dim=1)) ** 2).mean() * cfg.slope_weight
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).mean()
-        loss = mse + cfg.kl_weight * kl
+        loss = mse + slope_mse + cfg.kl_weight * kl
         opt.zero_grad()
         loss.backward()
         opt.step()

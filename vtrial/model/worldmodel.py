@@ -131,11 +131,10 @@ class WorldModelSampler:
         self.device = device
 
     def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-        from vtrial.measure import INTERVALS, measure
         from vtrial.physiology.ecgsyn import ecgsyn_beat
         from vtrial.physiology.epk import apply_block, default_coefficients
         from vtrial.physiology.waves import Waves
-        from vtrial.sampler import ID_COLUMNS, PASS_COLUMNS
+        from vtrial.sampler import measured_rows
 
         n, s = len(units["patient"]), self.s
         steps = int(self.settings["steps"])
@@ -159,12 +158,4 @@ class WorldModelSampler:
             beats, _, _ = self.model.sample(t32(baseline), t32(prior), t32(action), t32(cov),
                                             torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
                                             steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s)
-        rr_ms = np.repeat(np.asarray(units["rr_s"]) * 1000.0, s)
-        m = measure(beats.cpu(), FS_HZ, rr_ms, window_start_s=WINDOW_S[0])
-        out = {k: np.repeat(np.asarray(units[k]), s) for k in ID_COLUMNS + PASS_COLUMNS}
-        out["sample"] = np.tile(np.arange(s, dtype=np.int32), n)
-        for k in INTERVALS:
-            out[k] = m[k].astype(np.float32)
-        out["valid"] = m["valid"]
-        out["reason"] = m["reason"]
-        return out
+        return measured_rows(units, s, beats, FS_HZ, np.repeat(np.asarray(units["rr_s"]) * 1000.0, s))
