@@ -99,7 +99,6 @@ def main():
     window = (-0.3, 0.5)  # within one cycle for every RR in the batch (RR >= 0.7 s)
     ecgsyn_beat(params, args.fs, window)  # warm-up
     t_vtrial = best_of(lambda: ecgsyn_beat(params, args.fs, window), repeats=5)
-    beats = ecgsyn_beat(params, args.fs, window).double().numpy()
 
     import time
     refs = []

@@ -1,7 +1,6 @@
 """A real two-node Ray cluster on loopback: `vtrial run --address` spreads the work over both nodes."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys

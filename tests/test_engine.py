@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from vtrial.engine import RunError, run_trial
 from vtrial.protocol import parse_protocol

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vtrial.model.corpus import ACTION_DIM, N_SAMPLES, make_pairs
+from vtrial.model.corpus import make_pairs
 from vtrial.model.diffusion import Schedule, ddim_sample, training_loss
 from vtrial.model.train import TrainConfig, train
-from vtrial.model.worldmodel import CheckpointError, WorldModel, WorldModelSampler, load_checkpoint
+from vtrial.model.worldmodel import CheckpointError, WorldModelSampler, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from vtrial.drugs import Drug
 from vtrial.measure import measure

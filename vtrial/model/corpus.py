@@ -9,7 +9,6 @@ mechanistic beat alone. Every pair is drawn from a seed, so a corpus is reproduc
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -19,7 +19,7 @@ molar mass (1 mg/L = 1e6 / MW nM) and the free fraction f_u.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Literal
 
 import numpy as np
