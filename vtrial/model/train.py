@@ -64,7 +64,6 @@ def _batches(n: int, batch: int, rng: np.random.Generator):
 def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)  # weight initialisation only; data and noise use their own generators
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
@@ -81,7 +80,10 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     else:
         raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
-    model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1, cfg.diffusion_steps)
+    with torch.random.fork_rng():  # seeded weight initialisation without touching the caller's RNG state
+        torch.manual_seed(cfg.seed)
+        model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1,
+                           cfg.diffusion_steps)
 
     # stage 1: autoencoder on all beats
     beats = torch.cat([pairs.baseline, pairs.target, pairs.prior])
