@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vtrial.calibration import effect_site_block, interval_changes
+from vtrial.calibration import effect_site_block, interval_changes, mean_subject
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table, placebo_corrected
 from vtrial.physiology.epk import default_coefficients
-from vtrial.physiology.fit import waves_for_intervals
 
 DRUGS = {"dofetilide": "Dofetilide", "quinidine": "Quinidine Sulph", "ranolazine": "Ranolazine", "verapamil": "Verapamil HCL"}
 TARGET_MS = 10.0
@@ -38,9 +37,7 @@ def main():
         print(json.dumps({"skipped": f"ECGRDVQ data not found under {args.data / 'ecgrdvq'}"}))
         return 0
     df, _ = load_clinical_table(table)
-    base = df.filter(pl.col("baseline")).select("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms").mean().row(0, named=True)
-    waves0, _ = waves_for_intervals([base["rr_ms"]], [base["pr_ms"]], [base["qrs_ms"]], [base["jtpeak_ms"]],
-                                    [base["tpte_ms"]], iterations=12)
+    waves0, _ = mean_subject(df)
     ref = pl.read_csv(summary)
     dd = placebo_corrected(df, columns=("jtpeakc_ms", "qtcf_ms"))
     coef = default_coefficients()

@@ -24,11 +24,10 @@ import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
-from vtrial.calibration import effect_site_block, interval_changes
+from vtrial.calibration import effect_site_block, interval_changes, mean_subject
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table, placebo_corrected
 from vtrial.physiology.epk import EpkCoefficients
-from vtrial.physiology.fit import waves_for_intervals
 
 ROOT = Path(__file__).resolve().parents[1]
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil")
@@ -47,14 +46,14 @@ def observed(data_dir: Path, subjects=None):
     df, _ = load_clinical_table(data_dir / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     if subjects is not None:
         df = df.filter(pl.col("subject").is_in(subjects))
-    base = df.filter(pl.col("baseline")).select("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms").mean().row(0, named=True)
+    waves0, base = mean_subject(df)
     dd = placebo_corrected(df, columns=tuple(WEIGHTS) + ("rr_ms",))
     obs = {}
     for d in DRUGS:
         sub = dd.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).sort("time_h")
         obs[d] = {"time_h": sub["time_h"].to_numpy(), **{c: sub[f"dd_{c}"].to_numpy() for c in WEIGHTS}}
     doses = {d: float(df.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in DRUGS}
-    return base, obs, doses
+    return base, waves0, obs, doses
 
 
 def coefficients(x) -> tuple[EpkCoefficients, dict[str, float]]:
@@ -93,9 +92,7 @@ def residuals(x, waves0, obs, doses):
 
 
 def fit(data_dir: Path, subjects=None, verbose=0):
-    base, obs, doses = observed(data_dir, subjects)
-    waves0, m0 = waves_for_intervals([base["rr_ms"]], [base["pr_ms"]], [base["qrs_ms"]], [base["jtpeak_ms"]],
-                                     [base["tpte_ms"]], iterations=12)
+    base, waves0, obs, doses = observed(data_dir, subjects)
     lo = np.array([p[1] for p in PARAMS])
     hi = np.array([p[2] for p in PARAMS])
     x0 = np.array([p[3] for p in PARAMS])

@@ -148,3 +148,12 @@ def test_non_physical_parameters_raise(field, value, message):
     bad = EcgsynParams(**{**p.__dict__, field: tensor})
     with pytest.raises(ValueError, match=message):
         ecgsyn_beat(bad)
+
+
+def test_clinical_units_round_trip():
+    from vtrial.physiology.waves import Waves
+
+    w = Waves.typical(3).replace(rr_s=torch.tensor([0.7, 1.0, 1.3], dtype=torch.float64))
+    back = Waves.from_ecgsyn(w.to_ecgsyn())
+    for f in ("t_ms", "sigma_ms", "height_mv", "rr_s"):
+        torch.testing.assert_close(getattr(back, f), getattr(w, f))

@@ -21,6 +21,19 @@ WINDOW_S = (-0.5, 1.0)
 DELTA_COLUMNS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms")
 
 
+def mean_subject(table) -> tuple[Waves, dict]:
+    """The FDA study's mean virtual subject: a beat whose measured intervals are the mean pre-dose RR, PR,
+    QRS, J-Tpeak and Tpeak-Tend of ``table`` (``ecgrdvq.load_clinical_table``); returns (waves, those means)."""
+    import polars as pl
+
+    from vtrial.physiology.fit import waves_for_intervals
+
+    base = table.filter(pl.col("baseline")).select("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms").mean().row(0, named=True)
+    waves, _ = waves_for_intervals([base["rr_ms"]], [base["pr_ms"]], [base["qrs_ms"]], [base["jtpeak_ms"]],
+                                   [base["tpte_ms"]], iterations=12)
+    return waves, base
+
+
 def effect_site_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Typical-subject free effect-site concentration (T,) nM and block (T, 7) after one oral dose."""
     params = drug.pk_params()

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import replace
-
 import numpy as np
 
 from vtrial.physiology.block import CHANNELS, combined_block
-from vtrial.physiology.pk import Dose, concentrations, regimen
+from vtrial.physiology.pk import Dose, concentrations, regimen, sample_individuals
 
 PK_STREAM = 0x9C0  # seed-sequence key of the PK variability draws
 
 
-def _eta(seed: int, drug: str, size: int) -> np.ndarray:
-    """Standard-normal η (size, 3) for CL, V, ka of one drug: patient i's row never depends on the other drugs."""
-    return np.random.default_rng([seed, PK_STREAM, zlib.crc32(drug.encode())]).standard_normal((size, 3))
+def _pk_rng(seed: int, drug: str) -> np.random.Generator:
+    """One generator per drug, so patient i's PK never depends on which other drugs the trial has."""
+    return np.random.default_rng([seed, PK_STREAM, zlib.crc32(drug.encode())])
 
 
 def _doses(arm_drug) -> list[Dose]:
@@ -44,11 +42,7 @@ def arm_exposure(protocol, arm, size: int) -> tuple[np.ndarray, np.ndarray]:
             plasma.append(c)
             effect.append(c)
         else:
-            p = drug.pk_params()
-            eta = _eta(protocol.seed, d.drug, size)
-            v = drug.variability()
-            p = replace(p, cl_l_h=p.cl_l_h * np.exp(v.omega_cl * eta[:, 0]), v1_l=p.v1_l * np.exp(v.omega_v * eta[:, 1]),
-                        ka_per_h=p.ka_per_h * np.exp(v.omega_ka * eta[:, 2]))
+            p = sample_individuals(drug.pk_params(), drug.variability(), size, _pk_rng(protocol.seed, d.drug))
             exp = concentrations(p, _doses(d), times)
             plasma.append(exp.conc_free_nM)
             effect.append(exp.conc_effect_free_nM)

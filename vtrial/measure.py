@@ -30,7 +30,6 @@ import torch
 
 INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "qt_ms", "qtcf_ms", "qtcb_ms", "jtpeak_ms", "jtpeakc_ms",
              "tpte_ms", "hr_bpm")
-REASONS = ("", "no_p_wave", "non_finite", "flat_line", "no_qrs", "no_t_wave", "t_end_not_found")
 
 FLAT_MV = 0.05  # peak-to-peak below this is a flat line
 T_MIN_MV = 0.03  # a T wave smaller than this (from the isoelectric level) is absent

@@ -49,14 +49,7 @@ class MechanisticSampler:
 
     def _drugged_waves(self, units: dict) -> Waves:
         base = Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
-        drugged = apply_block(base, units["block"], self.coef)
-        s = torch.as_tensor(units["sensitivity"], dtype=torch.float64)[:, None]
-
-        def mix(a, b):
-            return a + s * (b - a)
-
-        return Waves(mix(base.t_ms, drugged.t_ms), mix(base.sigma_ms, drugged.sigma_ms),
-                     mix(base.height_mv, drugged.height_mv), base.rr_s)
+        return apply_block(base, units["block"], self.coef, units["sensitivity"])
 
     def beats(self, units: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, np.ndarray]:
         """The S sampled beats of every unit, (n·S, T) mV, and their RR intervals (n·S,) ms."""

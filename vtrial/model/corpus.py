@@ -53,14 +53,6 @@ class Pairs:
     def __len__(self):
         return self.baseline.shape[0]
 
-    def index(self, idx) -> "Pairs":
-        return Pairs(self.baseline[idx], self.target[idx], self.prior[idx], self.action[idx], self.covariates[idx],
-                     self.rr_ms[idx], [self.drug[i] for i in np.arange(len(self.drug))[idx]],
-                     None if self.waves is None else self.waves.index(idx),
-                     None if self.block is None else self.block[idx],
-                     None if self.conc_free_nM is None else self.conc_free_nM[idx],
-                     None if self.baseline_clean is None else self.baseline_clean[idx],
-                     None if self.target_clean is None else self.target_clean[idx])
 
 
 def action_vector(block, conc_free_nM, time_since_dose_h, dose_mg) -> np.ndarray:
@@ -108,9 +100,7 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     dose = conc / 10.0  # a dose proxy (mg) consistent with exposure; the action mostly reads block and conc
     base = cohort.waves
     drugged = apply_block(base, block, default_coefficients())
-    s = torch.as_tensor(cohort.sensitivity)[:, None]
-    post = Waves(base.t_ms + s * (drugged.t_ms - base.t_ms), base.sigma_ms + s * (drugged.sigma_ms - base.sigma_ms),
-                 base.height_mv + s * (drugged.height_mv - base.height_mv), base.rr_s)
+    post = apply_block(base, block, default_coefficients(), cohort.sensitivity)
     baseline_clean = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
     baseline = baseline_clean + NOISE_MV * rng.standard_normal(baseline_clean.shape)
     prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()

@@ -8,8 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-ArrayLike = "np.ndarray | torch.Tensor | float"
-
 
 def _as_numpy(value) -> np.ndarray:
     if isinstance(value, torch.Tensor):

@@ -117,8 +117,11 @@ def interval_shifts(block, coef: EpkCoefficients, rr_s) -> dict[str, np.ndarray]
     }
 
 
-def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None) -> Waves:
-    """ψ ⊕ Δ(block): the waves of B patients under block fractions (B, 7)."""
+def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None, sensitivity=None) -> Waves:
+    """ψ ⊕ Δ(block): the waves of B patients under block fractions (B, 7).
+
+    ``sensitivity`` (B,), optional: each patient's multiplier on the whole change (1 = the calibrated map).
+    """
     coef = coef or default_coefficients()
     block = np.asarray(block, dtype=float)
     if block.shape != (waves.batch_size, len(CHANNELS)):
@@ -137,6 +140,9 @@ def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None) -> Wav
     s[:, 4] = (s[:, 4] + d["tpte_ms"] / 2).clamp(min=1.0)
     h[:, 4] = h[:, 4] * d["t_height_scale"]
     t[:, 0] = t[:, 0] + onset_shift - d["pr_ms"]
+    if sensitivity is not None:
+        k = torch.as_tensor(np.asarray(sensitivity, float), dtype=t.dtype)[:, None]
+        t, s, h = (w0 + k * (w1 - w0) for w0, w1 in ((waves.t_ms, t), (waves.sigma_ms, s), (waves.height_mv, h)))
     return Waves(t, s, h, waves.rr_s)
 
 

@@ -18,8 +18,6 @@ from vtrial.physiology.checks import check_positive
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.waves import Waves
 
-N_WAVE_PARAMS = 15  # t_ms, log sigma_ms, height_mv for 5 waves
-
 
 def _pack(w: Waves, offset: torch.Tensor) -> torch.Tensor:
     return torch.cat([w.t_ms, w.sigma_ms.log(), w.height_mv, offset[:, None]], dim=1)  # (B, 16)
