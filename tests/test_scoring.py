@@ -1,0 +1,46 @@
+"""Calibration scores: a well-specified toy model is nominal; a too-confident one is caught."""
+import numpy as np
+import pytest
+
+from vtrial.scoring import calibration, crps_ensemble, reliability_table
+
+
+def toy(n=3000, s=200, spread=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0, 3, n)
+    truth = mu + rng.standard_normal(n)
+    samples = mu[:, None] + spread * rng.standard_normal((n, s))
+    return samples, truth
+
+
+def test_well_specified_model_has_nominal_coverage_and_reliability():
+    samples, truth = toy()
+    scores, tables = calibration(samples, truth, {"gt_2": 2.0})
+    assert scores["coverage90"] == pytest.approx(0.90, abs=0.02)
+    assert scores["coverage50"] == pytest.approx(0.50, abs=0.03)
+    rel = tables["gt_2"].drop_nulls()
+    big = rel.filter(rel["n"] > 100)
+    assert ((big["mean_predicted"] - big["observed_frequency"]).abs() < 0.08).all()
+
+
+def test_overconfident_model_undercovers_and_scores_worse():
+    good, truth = toy()
+    narrow, _ = toy(spread=0.3)
+    s_good, _ = calibration(good, truth, {"gt_2": 2.0})
+    s_narrow, _ = calibration(narrow, truth, {"gt_2": 2.0})
+    assert s_narrow["coverage90"] < 0.6
+    assert s_narrow["crps"] > s_good["crps"] and s_narrow["brier.gt_2"] > s_good["brier.gt_2"]
+
+
+def test_crps_matches_the_gaussian_closed_form():
+    rng = np.random.default_rng(1)
+    samples = rng.standard_normal((1, 20000))
+    y = np.array([0.7])
+    from scipy.stats import norm
+    exact = y * (2 * norm.cdf(y) - 1) + 2 * norm.pdf(y) - 1 / np.sqrt(np.pi)
+    assert crps_ensemble(samples, y)[0] == pytest.approx(exact[0], abs=0.01)
+
+
+def test_reliability_table_counts_every_forecast():
+    t = reliability_table(np.array([0.05, 0.15, 0.95, np.nan]), np.array([0, 1, 1, 0]), bins=10)
+    assert t["n"].sum() == 3
