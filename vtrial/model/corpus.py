@@ -3,9 +3,18 @@
 Post-dose beats come from a generator richer than the prior, so the model must learn beyond it: the
 mechanistic post-dose beat plus effects ECGSYN's single Gaussian per wave cannot make — T-wave
 asymmetry (a late second T component growing with hERG block), a bifid (notched) T at strong hERG
-block, a U wave, ST depression with ICaL block; the beats the model sees carry beat-to-beat noise, and
-the noise-free beats are kept as ground truth for measurement. The prior beat e_EPK is the
-mechanistic beat alone. Every pair is drawn from a seed, so a corpus is reproducible.
+block, a U wave, ST depression with ICaL block. The drug-free part of that morphology (some T asymmetry, a small U wave)
+belongs to the patient and is in the baseline beats too, so a placebo recording differs from the
+baseline only by recording variability. Each recorded beat (baseline and post-dose) is one draw of the
+patient's recording-to-recording variability — T-wave timing, width and height and R height jitter,
+as replicate ECGs of one person at one time differ (within-subject QTcF SD ≈ 5 ms; these sizes give
+4.6–5.0 ms) — plus white noise (instrument noise). Kept as ground truth: the jitter- and noise-free
+beats (their measurements are the expected ones) and the recorded post-dose beat without its noise
+(the observation a predictive interval must cover).
+
+The virtual patient's drug sensitivity (drawn by the cohort, also used by the mechanistic sampler) is a
+covariate, and the prior beat e_EPK is that patient's mechanistic beat: ECGSYN(ψ_patient ⊕ Δ(block)) with
+the effect scaled by the sensitivity. Every pair is drawn from a seed, so a corpus is reproducible.
 """
 from __future__ import annotations
 
@@ -29,8 +38,11 @@ HELDOUT_DRUGS = ("bepridil", "ondansetron", "mexiletine")  # one per CiPA risk c
 HERG = CHANNELS.index("hERG")
 ICAL = CHANNELS.index("ICaL")
 ACTION_DIM = len(CHANNELS) + 3  # block fractions, log1p(conc), time since dose, log1p(dose)
-COVARIATE_DIM = 4  # female, age/50, weight/70, RR (s)
-NOISE_MV = 0.01  # beat-to-beat noise on the recorded beats (truth is also kept without it)
+COVARIATE_DIM = 5  # female, age/50, weight/70, RR (s), log drug sensitivity
+NOISE_MV = 0.01  # white noise on the recorded beats (truth is also kept without it)
+# recording-to-recording variability of one patient (SDs): T-wave centre (ms), T width and height and R
+# height (log); the same sizes as the mechanistic sampler's within-patient defaults
+JITTER_T_MS, JITTER_T_WIDTH, JITTER_T_HEIGHT, JITTER_R_HEIGHT = 4.0, 0.03, 0.05, 0.05
 
 
 @dataclass
@@ -49,6 +61,8 @@ class Pairs:
     conc_free_nM: np.ndarray | None = None
     baseline_clean: torch.Tensor | None = None  # the same beats without their measurement noise (ground truth)
     target_clean: torch.Tensor | None = None
+    sensitivity: np.ndarray | None = None  # (N,) the patient's drug-effect multiplier
+    target_observed: torch.Tensor | None = None  # the recorded post-dose beat without its white noise
 
     def __len__(self):
         return self.baseline.shape[0]
@@ -61,6 +75,23 @@ def action_vector(block, conc_free_nM, time_since_dose_h, dose_mg) -> np.ndarray
                            np.log1p(np.asarray(conc_free_nM, float))[:, None],
                            np.asarray(time_since_dose_h, float)[:, None] / 24.0,
                            np.log1p(np.asarray(dose_mg, float))[:, None]], axis=1)
+
+
+def covariate_vector(female, age_y, weight_kg, rr_s, sensitivity) -> np.ndarray:
+    """The covariates the model is conditioned on, (N, COVARIATE_DIM); sensitivity 1 where unknown."""
+    return np.stack([np.asarray(female, float), np.asarray(age_y, float) / 50.0, np.asarray(weight_kg, float) / 70.0,
+                     np.asarray(rr_s, float), np.log(np.asarray(sensitivity, float))], axis=1)
+
+
+def recording_jitter(waves: Waves, rng: np.random.Generator) -> Waves:
+    """One recording of each patient: the waves with recording-to-recording variability drawn from rng."""
+    n = waves.batch_size
+    t, sigma, height = waves.t_ms.clone(), waves.sigma_ms.clone(), waves.height_mv.clone()
+    t[:, 4] += torch.as_tensor(JITTER_T_MS * rng.standard_normal(n), dtype=t.dtype)
+    sigma[:, 4] *= torch.as_tensor(np.exp(JITTER_T_WIDTH * rng.standard_normal(n)), dtype=t.dtype)
+    height[:, 4] *= torch.as_tensor(np.exp(JITTER_T_HEIGHT * rng.standard_normal(n)), dtype=t.dtype)
+    height[:, 2] *= torch.as_tensor(np.exp(JITTER_R_HEIGHT * rng.standard_normal(n)), dtype=t.dtype)
+    return Waves(t, sigma, height, waves.rr_s)
 
 
 def _gauss(t_ms: np.ndarray, center_ms, sigma_ms, height_mv):
@@ -81,10 +112,28 @@ def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator) -> n
     return late + notch + u + st_seg
 
 
-def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults", max_multiple: float = 10.0) -> Pairs:
+def virtual_compounds(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random in-vitro profiles at random free concentrations: (block (n, 7), conc_free_nM (n,)).
+
+    Each channel is blocked with probability 0.6 (hERG 0.9), with IC50/C log-uniform in [0.1, 1000] and a
+    Hill coefficient in [0.7, 1.3]; C is log-uniform in 0.1 nM–100 µM. Nine real drugs trace nine curves
+    through the 7-channel block space; these fill it, so a drug never seen is an interpolation."""
+    active = rng.random((n, len(CHANNELS))) < np.where(np.arange(len(CHANNELS)) == HERG, 0.9, 0.6)
+    ratio = np.exp(rng.uniform(np.log(0.1), np.log(1000.0), (n, len(CHANNELS))))  # IC50 / C
+    hill = rng.uniform(0.7, 1.3, (n, len(CHANNELS)))
+    block = np.where(active, 1.0 / (1.0 + ratio**hill), 0.0)
+    conc = np.exp(rng.uniform(np.log(0.1), np.log(1e5), n))
+    return block, conc
+
+
+def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults", max_multiple: float = 10.0,
+               virtual_fraction: float = 0.0) -> Pairs:
     """Draw n pairs: patients from the population, drugs from ``drugs`` (default: all but the held-out
-    ones) at log-uniform multiples of their free Cmax (15% placebo), times since dose in 0.5–24 h."""
+    ones) at log-uniform multiples of their free Cmax (15% placebo), times since dose in 0.5–24 h; a
+    ``virtual_fraction`` of the drug pairs get a virtual compound instead (``virtual_compounds``)."""
     rng = np.random.default_rng([seed, 0xC02])
+    jitter_rng = np.random.default_rng([seed, 0x7177])
+    virtual_rng = np.random.default_rng([seed, 0x1A7])
     drugs = list(drugs if drugs is not None else [d for d in known_drugs() if d not in HELDOUT_DRUGS])
     cohort = sample_cohort(load_population(COHORTS_DIR / f"{population}.yaml"), n, seed)
     which = rng.integers(0, len(drugs), n)
@@ -96,22 +145,32 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
         drug = get_drug(d)
         conc[rows] = multiple[rows] * drug.free_cmax_nM
         block[rows] = hill_block(conc[rows], drug.ic50_vector, drug.hill_vector)
+    virtual = (virtual_rng.random(n) < virtual_fraction) & (multiple > 0)
+    block[virtual], conc[virtual] = virtual_compounds(int(virtual.sum()), virtual_rng)
     tsd = rng.uniform(0.5, 24.0, n)
     dose = conc / 10.0  # a dose proxy (mg) consistent with exposure; the action mostly reads block and conc
     base = cohort.waves
-    drugged = apply_block(base, block, default_coefficients())
     post = apply_block(base, block, default_coefficients(), cohort.sensitivity)
-    baseline_clean = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
-    baseline = baseline_clean + NOISE_MV * rng.standard_normal(baseline_clean.shape)
-    prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
-    target_clean = ecgsyn_beat(post.to_ecgsyn(), FS_HZ, WINDOW_S).numpy() + rich_effects(post, block, rng)
-    target = target_clean + NOISE_MV * rng.standard_normal(target_clean.shape)
-    cov = np.stack([(cohort.sex == "F").astype(float), cohort.age_y / 50.0, cohort.weight_kg / 70.0,
-                    base.rr_s.numpy()], axis=1)
+
+    def beat(waves):
+        return ecgsyn_beat(waves.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
+
+    # the drug-free part of the rich morphology (T asymmetry, U wave) is the patient's own: the baseline has it
+    free = np.zeros_like(block)
+    baseline_clean = beat(base) + rich_effects(base, free, rng)
+    base_rec = recording_jitter(base, jitter_rng)
+    baseline = beat(base_rec) + rich_effects(base_rec, free, rng) + NOISE_MV * rng.standard_normal(baseline_clean.shape)
+    prior = beat(post)  # the patient's e_EPK
+    target_clean = prior + rich_effects(post, block, rng)
+    post_rec = recording_jitter(post, jitter_rng)
+    target_observed = beat(post_rec) + rich_effects(post_rec, block, rng)
+    target = target_observed + NOISE_MV * rng.standard_normal(target_clean.shape)
+    cov = covariate_vector(cohort.sex == "F", cohort.age_y, cohort.weight_kg, base.rr_s.numpy(), cohort.sensitivity)
 
     def f32(x):
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
     return Pairs(f32(baseline), f32(target), f32(prior), f32(action_vector(block, conc, tsd, dose)), f32(cov),
-                 f32(base.rr_s.numpy() * 1000.0), [drugs[i] if multiple[k] > 0 else "placebo" for k, i in enumerate(which)],
-                 base, block, conc, f32(baseline_clean), f32(target_clean))
+                 f32(base.rr_s.numpy() * 1000.0), ["virtual" if virtual[k] else drugs[i] if multiple[k] > 0 else "placebo" for k, i in enumerate(which)],
+                 base, block, conc, f32(baseline_clean), f32(target_clean), cohort.sensitivity,
+                 f32(target_observed))

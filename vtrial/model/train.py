@@ -24,6 +24,7 @@ from vtrial.model.worldmodel import WorldModel
 class TrainConfig:
     seed: int = 0
     n_pairs: int = 20000
+    virtual_fraction: float = 0.5  # builtin: share of drug pairs given a random in-vitro profile
     data: str = "builtin"  # builtin | wfdb
     metadata: str | None = None  # wfdb: table in the ECGRDVQ layout (EGREFID names each record)
     records_dir: str | None = None  # wfdb: folder of the records
@@ -40,6 +41,7 @@ class TrainConfig:
     kl_weight: float = 1e-4
     slope_weight: float = 0.0  # weight of the first-difference (slope) reconstruction loss
     lambda0: float = 0.1
+    prior_input: bool = False  # the denoiser also takes e_EPK's latent as an input
     out: str = "runs/train/worldmodel.pt"
     tracking_uri: str | None = None  # default: a SQLite file under tracking_dir
     tracking_dir: str = "runs/train"
@@ -76,14 +78,14 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
         for s in skipped:
             log({"skipped_record": s})
     elif cfg.data == "builtin":
-        pairs = make_pairs(cfg.n_pairs, cfg.seed)
+        pairs = make_pairs(cfg.n_pairs, cfg.seed, virtual_fraction=cfg.virtual_fraction)
     else:
         raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
     with torch.random.fork_rng():  # seeded weight initialisation without touching the caller's RNG state
         torch.manual_seed(cfg.seed)
         model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1,
-                           cfg.diffusion_steps)
+                           cfg.diffusion_steps, cfg.prior_input)
 
     # stage 1: autoencoder on all beats
     beats = torch.cat([pairs.baseline, pairs.target, pairs.prior])
@@ -127,7 +129,7 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     for step in range(cfg.diffusion_train_steps):
         idx = next(it)
         p = model.projection(z_prior_raw[idx])
-        eps_fn = model.eps_fn(z_base[idx], pairs.action[idx], pairs.covariates[idx])
+        eps_fn = model.eps_fn(z_base[idx], pairs.action[idx], pairs.covariates[idx], z_prior_raw[idx])
         loss, parts = training_loss(eps_fn, z_target[idx], p, model.schedule, cfg.lambda0, gen)
         opt.zero_grad()
         loss.backward()

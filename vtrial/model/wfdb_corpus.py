@@ -21,7 +21,7 @@ from scipy.signal import resample_poly
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.median_beat import median_beat
-from vtrial.model.corpus import FS_HZ, N_SAMPLES, WINDOW_S, Pairs, action_vector
+from vtrial.model.corpus import FS_HZ, N_SAMPLES, WINDOW_S, Pairs, action_vector, covariate_vector
 from vtrial.physiology.block import CHANNELS, hill_block
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
@@ -76,8 +76,9 @@ def pairs_from_wfdb(metadata: str | Path, records_dir: str | Path, lead: str = "
         conc[i] = r["conc_ng_ml"] / drug.mw_g_mol * 1000.0 * drug.fu  # ng/mL → nM, free
         block[i] = hill_block(conc[i], drug.ic50_vector, drug.hill_vector)
     prior = ecgsyn_beat(apply_block(waves, block, default_coefficients()).to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
-    cov = np.stack([(post["sex"] == "F").cast(pl.Float64).to_numpy(), post["age_y"].to_numpy() / 50.0,
-                    post["weight_kg"].to_numpy() / 70.0, rr_ms / 1000.0], axis=1)
+    # a real subject's drug sensitivity is unknown: its median, 1 (the model then carries the spread)
+    cov = covariate_vector((post["sex"] == "F").cast(pl.Float64).to_numpy(), post["age_y"].to_numpy(),
+                           post["weight_kg"].to_numpy(), rr_ms / 1000.0, np.ones(post.height))
     action = action_vector(block, conc, post["time_h"].to_numpy(), post["dose_mg"].fill_null(0.0).to_numpy())
 
     def f32(x):

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from vtrial.model.autoencoder import BeatAutoencoder
-from vtrial.model.corpus import ACTION_DIM, COVARIATE_DIM, FS_HZ, N_SAMPLES, WINDOW_S, action_vector
+from vtrial.model.corpus import ACTION_DIM, COVARIATE_DIM, FS_HZ, N_SAMPLES, WINDOW_S, action_vector, covariate_vector
 from vtrial.model.denoiser import Denoiser
 from vtrial.model.diffusion import Schedule, ddim_sample
 
 FORMAT = "vtrial.worldmodel"
-VERSION = 1
+VERSION = 2  # 2: covariates carry the patient's drug sensitivity
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "worldmodel.pt"
 
 
@@ -29,12 +29,13 @@ class CheckpointError(ValueError):
 
 class WorldModel(nn.Module):
     def __init__(self, latent_dim: int = 32, channels: int = 32, width: int = 256, depth: int = 4,
-                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200):
+                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200, prior_input: bool = False):
         super().__init__()
         self.model_args = dict(latent_dim=latent_dim, channels=channels, width=width, depth=depth,
-                               n_samples=n_samples, n_leads=n_leads, diffusion_steps=diffusion_steps)
+                               n_samples=n_samples, n_leads=n_leads, diffusion_steps=diffusion_steps,
+                               prior_input=prior_input)
         self.autoencoder = BeatAutoencoder(n_samples, latent_dim, channels)
-        self.denoiser = Denoiser(latent_dim, ACTION_DIM, COVARIATE_DIM, width, depth)
+        self.denoiser = Denoiser(latent_dim, ACTION_DIM, COVARIATE_DIM, width, depth, prior_input=prior_input)
         self.projection = nn.Linear(latent_dim, latent_dim)  # Π_ϕ on the prior beat's latent
         nn.init.eye_(self.projection.weight)
         nn.init.zeros_(self.projection.bias)
@@ -53,8 +54,10 @@ class WorldModel(nn.Module):
         """p = Π_ϕ(e_EPK) in normalized latent space."""
         return self.projection(self.latent(prior_beat))
 
-    def eps_fn(self, z_base, action, covariates):
-        return lambda z_t, t: self.denoiser(z_t, t, z_base, action, covariates)
+    def eps_fn(self, z_base, action, covariates, z_prior=None):
+        """ε_θ(·, ·, c) for fixed conditioning; ``z_prior`` (normalized latent of e_EPK) is used only by a
+        model built with ``prior_input``."""
+        return lambda z_t, t: self.denoiser(z_t, t, z_base, action, covariates, z_prior)
 
     @torch.no_grad()
     def sample(self, baseline, prior, action, covariates, noise, n_sample_steps=20, eta=1.0, gamma=0.0,
@@ -68,8 +71,10 @@ class WorldModel(nn.Module):
         """
         s = samples_per_unit
         z_base = self.latent(baseline).repeat_interleave(s, dim=0)  # (N·S, D)
-        p = self.prior_latent(prior)  # (N, D)
-        eps_fn = self.eps_fn(z_base, action.repeat_interleave(s, dim=0), covariates.repeat_interleave(s, dim=0))
+        z_prior = self.latent(prior)
+        p = self.projection(z_prior)  # Π_ϕ(e_EPK), (N, D)
+        eps_fn = self.eps_fn(z_base, action.repeat_interleave(s, dim=0), covariates.repeat_interleave(s, dim=0),
+                             z_prior.repeat_interleave(s, dim=0))
         z = ddim_sample(eps_fn, noise, self.schedule, n_sample_steps, eta,
                         p.repeat_interleave(s, dim=0) if gamma > 0 else None, gamma)
         return self.decode(z), z, p
@@ -113,12 +118,13 @@ def load_checkpoint(path: str | Path, n_leads: int = 1, device: str = "cpu") -> 
 class WorldModelSampler:
     """The ``worldmodel`` sampler: same interface as the mechanistic one (``sample(units, seed)``).
 
-    Per unit: the patient's baseline beat and the prior beat e_EPK (ECGSYN under Δ(block)) at the model's
-    rate, the action from block and concentration, S samples from the diffusion model decoded and
-    measured. Settings: ``eta`` [1.0], ``gamma`` [0.1], ``steps`` [20]; ``checkpoint`` a path.
+    Per unit: the patient's baseline beat and the prior beat e_EPK (ECGSYN under Δ(block) scaled by the
+    patient's drug sensitivity) at the model's rate, the action from block and concentration, S samples from the diffusion model decoded and
+    measured. Settings: ``eta`` [1.0], ``gamma`` [0.01, chosen on validation drugs by
+    ``scripts/select_guidance.py``], ``steps`` [20]; ``checkpoint`` a path.
     """
 
-    SETTINGS = {"eta": 1.0, "gamma": 0.1, "steps": 20.0}
+    SETTINGS = {"eta": 1.0, "gamma": 0.01, "steps": 20.0}
 
     def __init__(self, samples_per_unit: int, checkpoint: str | Path | None = None, settings: dict | None = None,
                  device: str = "cpu"):
@@ -129,23 +135,24 @@ class WorldModelSampler:
         self.settings = {**self.SETTINGS, **(settings or {})}
         self.model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT, device=device)
         self.device = device
+        self.fs_hz = FS_HZ
 
-    def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    def beats(self, units: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The S sampled beats of every unit, (n·S, T) mV at the model's rate, and their RR (n·S,) ms."""
         from vtrial.physiology.ecgsyn import ecgsyn_beat
         from vtrial.physiology.epk import apply_block, default_coefficients
         from vtrial.physiology.waves import Waves
-        from vtrial.sampler import measured_rows
 
         n, s = len(units["patient"]), self.s
         steps = int(self.settings["steps"])
         d = self.model.model_args["latent_dim"]
         base = Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
-        drugged = apply_block(base, units["block"], default_coefficients())
+        drugged = apply_block(base, units["block"], default_coefficients(), units["sensitivity"])
         baseline = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).float()
         prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).float()
         conc = np.asarray(units["conc_free_nM"], float)
         action = action_vector(units["block"], conc, np.clip(units["time_h"], 0, None), conc / 10.0)
-        cov = np.stack([units["female"], units["age_y"] / 50.0, units["weight_kg"] / 70.0, units["rr_s"]], axis=1)
+        cov = covariate_vector(units["female"], units["age_y"], units["weight_kg"], units["rr_s"], units["sensitivity"])
         noise = np.empty((steps + 1, n, s, d), dtype=np.float32)
         for i in range(n):
             rng = np.random.default_rng([seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])])
@@ -158,4 +165,10 @@ class WorldModelSampler:
             beats, _, _ = self.model.sample(t32(baseline), t32(prior), t32(action), t32(cov),
                                             torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
                                             steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s)
-        return measured_rows(units, s, beats, FS_HZ, np.repeat(np.asarray(units["rr_s"]) * 1000.0, s))
+        return beats, np.repeat(np.asarray(units["rr_s"]) * 1000.0, s)
+
+    def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        from vtrial.sampler import measured_rows
+
+        beats, rr_ms = self.beats(units, seed)
+        return measured_rows(units, self.s, beats, FS_HZ, rr_ms)
