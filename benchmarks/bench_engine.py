@@ -61,6 +61,7 @@ def main():
         "ray_overhead_fraction": round(overhead, 4),
         "ray_start_s": round(t["ray_start_s"], 2),
         "replicas_ready_s": round(t["replicas_ready_s"], 2),
+        "aggregate_s": round(t["aggregate_s"], 2),  # risk tables, C-QTc, example beats, report
         "end_to_end_s": round(total_s, 2),
         "driver_peak_rss_mb": round(rss_mb, 1),
         "target": {"ray_overhead_fraction": TARGET_OVERHEAD},

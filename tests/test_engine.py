@@ -1,5 +1,6 @@
 """The engine end to end on embedded Ray: identical tables whatever the replicas, resume, refusals."""
 import copy
+import json
 import shutil
 import time
 from pathlib import Path
@@ -53,14 +54,51 @@ def test_same_seed_same_tables_with_one_and_two_replicas(two_runs):
 def test_tables_and_report_are_written(two_runs):
     base, one, _ = two_runs
     out = base / "one"
-    for name in ("samples.parquet", "patients.parquet", "arms.parquet", "report.html", "protocol.resolved.yaml"):
+    for name in ("samples.parquet", "patients.parquet", "arms.parquet", "summary.parquet", "comparisons.parquet",
+                 "cqtc.parquet", "beats.parquet", "report.html", "protocol.resolved.yaml", "ddqtcf_time_course.png",
+                 "cqtc.png", "patient_risk.png", "beats.png"):
         assert (out / name).exists(), name
     arms = pl.read_parquet(out / "arms.parquet")
     dof = arms.filter((pl.col("arm") == "dofetilide") & (pl.col("time_h") == 2.5)).row(0, named=True)
     assert dof["ddqtcf_ms"] > 20 and dof["ddqtcf_ms_ci90_lo"] < dof["ddqtcf_ms"] < dof["ddqtcf_ms_ci90_hi"]
     plc = arms.filter(pl.col("arm") == "placebo")
-    assert np.allclose(plc["ddqtcf_ms"].to_numpy(), 0.0)
+    assert plc["ddqtcf_ms"].is_null().all() and plc["dd_absent_reason"][0].startswith("placebo arm")
     assert "<img src=\"data:image/png;base64," in (out / "report.html").read_text()
+    summary = pl.read_parquet(out / "summary.parquet")
+    dof_s = summary.filter(pl.col("arm") == "dofetilide").row(0, named=True)
+    assert dof_s["e14_negative"] is False and dof_s["rank"] == 1 and dof_s["score_ms"] > dof_s["mu_r_ms"]
+    cq = pl.read_parquet(out / "cqtc.parquet").row(0, named=True)
+    assert cq["drug"] == "dofetilide" and cq["status"] == "ok" and cq["slope_ms_per_nM"] > 0
+    beats = pl.read_parquet(out / "beats.parquet")
+    assert set(beats["arm"]) == {"placebo", "dofetilide"} and beats.height == 2 * 2 * 4  # baseline + peak, S = 4
+    # the example beats are the very samples in the tables (per-unit randomness)
+    from vtrial.measure import measure
+
+    b = beats.filter((pl.col("arm") == "dofetilide") & (pl.col("time_idx") > 0)).sort("sample")
+    t_idx = b["time_idx"][0]
+    s = one.samples().filter((pl.col("arm") == "dofetilide") & (pl.col("patient") == 0) & (pl.col("time_idx") == t_idx))
+    s = s.sort("sample")
+    m = measure(np.stack(b["beat_mv"].to_list()), float(b["fs_hz"][0]), s["rr_ms"].to_numpy(), window_start_s=-0.4)
+    assert np.allclose(m["qtcf_ms"], s["qtcf_ms"].to_numpy(), atol=1e-3)
+
+
+def test_report_command_regenerates_tables_and_report(two_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from vtrial.cli import app
+
+    base, one, _ = two_runs
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(base / "one", copy_dir)
+    for name in ("report.html", "comparisons.parquet", "cqtc.png"):
+        (copy_dir / name).unlink()
+    res = CliRunner().invoke(app, ["report", str(copy_dir)])
+    assert res.exit_code == 0, res.output
+    for name in ("report.html", "comparisons.parquet", "cqtc.png"):
+        assert (copy_dir / name).exists()
+    assert pl.read_parquet(copy_dir / "summary.parquet").equals(pl.read_parquet(base / "one" / "summary.parquet"))
+    bad = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a vtrial run folder" in " ".join(bad.output.split())
 
 
 def test_mlflow_run_holds_params_metrics_and_artifacts(two_runs):
@@ -108,7 +146,10 @@ def test_no_placebo_arm_reports_ddqtcf_as_absent(tmp_path):
     p = protocol(arms=[TINY["arms"][1]], cohort={"population": "healthy_adults", "size": 3})
     res = run_trial(p, out=tmp_path / "noplc", progress=False, track=False)
     assert res.arms["ddqtcf_ms"].is_null().all()
+    assert (res.arms["dd_absent_reason"] == "no placebo arm in the protocol").all()
     assert res.summary["endpoint"].to_list() == ["dqtcf_ms"]
+    info = json.loads((tmp_path / "noplc" / "run_info.json").read_text())
+    assert any("placebo-corrected endpoints (ΔΔ) are absent" in w for w in info["warnings"])
 
 
 def test_gpus_requested_on_a_cluster_without_gpus_fails_clearly(tmp_path):
@@ -144,3 +185,25 @@ def test_worldmodel_sampler_runs_in_the_engine(tmp_path):
     assert s["valid"].mean() > 0.9
     dof = res.arms.filter((pl.col("arm") == "dofetilide") & (pl.col("time_h") == 2.5))["ddqtcf_ms"][0]
     assert dof > 10  # the world model prolongs QTc under dofetilide
+
+
+def test_fixed_exposure_drugs_get_tdp_categories_logged_to_mlflow(tmp_path):
+    import mlflow
+
+    drugs = ["dofetilide", "bepridil", "chlorpromazine", "ondansetron", "verapamil", "diltiazem"]
+    arms = [{"name": "placebo", "placebo": True}] + [
+        {"name": f"{d}_{m}x", "drugs": [{"drug": d, "exposure": {"multiple_of_free_cmax": m}}]}
+        for d in drugs for m in (1, 4)]
+    p = protocol(arms=arms, cohort={"population": "healthy_adults", "size": 4}, schedule={"times_h": [-0.5, 1.0]},
+                 sampling={"samples_per_patient": 2, "sampler": "mechanistic"}, compute={"replicas": 1, "batch_size": 64})
+    res = run_trial(p, out=tmp_path / "tdp", progress=False, track=True)
+    tdp = pl.read_parquet(tmp_path / "tdp" / "tdp.parquet")
+    assert sorted(tdp["drug"]) == sorted(drugs)
+    assert tdp["known"].to_list() == [2, 1, 0, 2, 1, 0]  # alphabetical: bepridil … verapamil
+    assert tdp["predicted"].is_not_null().all() and tdp["lodo_predicted"].is_not_null().all()
+    assert (tmp_path / "tdp" / "tdp_map.png").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'tdp' / 'mlflow.db').resolve()}")
+    metrics = mlflow.get_run(res.run_id).data.metrics
+    lodo = metrics["tdp_lodo_accuracy"]
+    assert lodo == pytest.approx(float(np.mean(tdp["lodo_predicted"].to_numpy() == tdp["known"].to_numpy())))
+    assert -1 <= metrics["tdp_rank_spearman"] <= 1

@@ -1,4 +1,4 @@
-"""Command line: ``vtrial run | validate`` (a thin layer over the Python API)."""
+"""Command line: ``vtrial run | validate | report | train | eval`` (a thin layer over the Python API)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,15 +50,64 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
-    table = Table(title=f"{p.name}: peak per arm (90% CI)")
-    for col in ("arm", "endpoint", "time (h)", "peak (ms)", "90% CI (ms)", "invalid samples"):
-        table.add_column(col)
-    for r in result.summary.iter_rows(named=True):
-        ci = "—" if r["ci90_lo_ms"] is None else f"{r['ci90_lo_ms']:.1f} to {r['ci90_hi_ms']:.1f}"
-        table.add_row(r["arm"], r["endpoint"], f"{r['peak_time_h']:g}",
-                      f"{r['peak_ms']:.1f}", ci, str(r["invalid_samples"]))
-    Console().print(table)
+    show_result(result.analysis, p.name)
     console.print(f"tables, report.html and MLflow run in {result.out}")
+
+
+def show_result(an, name: str) -> None:
+    """Print the arm summary, the TdP categories (predicted beside known) and the warnings."""
+    table = Table(title=f"{name}: peak per arm (90% CI) and risk")
+    for col in ("arm", "endpoint", "time (h)", "peak (ms)", "90% CI (ms)", "E14", "S = μ+λσ (ms)", "rank",
+                "invalid samples"):
+        table.add_column(col)
+    for r in an.summary.iter_rows(named=True):
+        if r["peak_ms"] is None:
+            table.add_row(r["arm"], r["endpoint"], "—", "—", "—", "—", "—", "—", str(r["invalid_samples"]))
+            continue
+        ci = "—" if r["ci90_lo_ms"] is None else f"{r['ci90_lo_ms']:.1f} to {r['ci90_hi_ms']:.1f}"
+        e14 = "—" if r["e14_negative"] is None else ("negative" if r["e14_negative"] else "positive")
+        table.add_row(r["arm"], r["endpoint"], f"{r['peak_time_h']:g}", f"{r['peak_ms']:.1f}", ci, e14,
+                      f"{r['score_ms']:.1f}", str(r["rank"]), str(r["invalid_samples"]))
+    Console().print(table)
+    if an.tdp is not None:
+        from vtrial.tdp import CATEGORY_NAMES
+
+        t = Table(title="TdP risk category")
+        for col in ("drug", "known", "predicted", "leave-one-drug-out"):
+            t.add_column(col)
+        for r in an.tdp.iter_rows(named=True):
+            t.add_row(r["drug"], *(CATEGORY_NAMES.get(r[k], "—") for k in ("known", "predicted", "lodo_predicted")))
+        Console().print(t)
+        m = an.metrics
+        if "tdp_lodo_accuracy" in m:
+            Console().print(f"TdP leave-one-drug-out accuracy {m['tdp_lodo_correct']:.0f}/{m['tdp_lodo_drugs']:.0f} "
+                            f"= {m['tdp_lodo_accuracy']:.2f}; Spearman(S at 1× Cmax, category) = "
+                            f"{m.get('tdp_rank_spearman', float('nan')):.2f}")
+    for w in an.warnings:
+        console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a finished run's output folder")):
+    """Recompute the tables from a run's samples and regenerate report.html and its PNGs (no sampling)."""
+    import yaml
+
+    from vtrial import store
+    from vtrial.analysis import analyse
+    from vtrial.engine import RESOLVED, write_tables
+    from vtrial.protocol import Protocol
+    from vtrial.report import write_report
+
+    resolved = run_dir / RESOLVED
+    if not resolved.is_file() or not (run_dir / store.SAMPLES).is_dir():
+        console.print(f"[red]error[/red] {run_dir}: not a vtrial run folder ({RESOLVED} or {store.SAMPLES} missing)",
+                      highlight=False)
+        raise typer.Exit(2)
+    p = Protocol.model_validate(yaml.safe_load(resolved.read_text()))
+    an = analyse(p, store.scan_samples(run_dir))
+    paths = write_tables(run_dir, p, an) + write_report(run_dir, p, an)
+    show_result(an, p.name)
+    console.print(f"wrote {', '.join(str(x.name) for x in paths)} in {run_dir}")
 
 
 @app.command()
@@ -81,7 +130,8 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
           ablation: Optional[Path] = typer.Option(None, "--ablation", help="checkpoint trained with λ0 = 0 "
                                                   "(default: CHECKPOINT's name with _ablation, if present)"),
           pairs: int = typer.Option(300, "--pairs"), samples: int = typer.Option(16, "--samples"),
-          seed: int = typer.Option(1000, "--seed")):
+          seed: int = typer.Option(1000, "--seed"),
+          gamma: Optional[float] = typer.Option(None, "--gamma", help="guidance γ (default: the sampler's)")):
     """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""
     import json
 
@@ -95,7 +145,10 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
     except CheckpointError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
-    result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed)
+    from vtrial.model.worldmodel import WorldModelSampler
+
+    gamma = WorldModelSampler.SETTINGS["gamma"] if gamma is None else gamma
+    result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed, gamma=gamma)
     result["checkpoint"] = str(checkpoint)
     result["ablation_checkpoint"] = str(ablation) if abl is not None else None
     out.mkdir(parents=True, exist_ok=True)

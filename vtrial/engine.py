@@ -65,19 +65,26 @@ def take(units: dict[str, np.ndarray], sl: slice) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v[sl]) for k, v in units.items()}
 
 
+def checkpoint_path(protocol: Protocol, base_dir: Path | None = None) -> Path:
+    """The world-model checkpoint a protocol names (relative to the protocol's folder), or the shipped one."""
+    from vtrial.model.worldmodel import DEFAULT_CHECKPOINT
+
+    s = protocol.sampling
+    if s.checkpoint is None:
+        return DEFAULT_CHECKPOINT
+    ckpt = Path(s.checkpoint)
+    if not ckpt.is_absolute() and base_dir is not None and (base_dir / ckpt).exists():
+        ckpt = base_dir / ckpt
+    return ckpt.resolve()
+
+
 def make_sampler(protocol: Protocol, device: str = "cpu", base_dir: Path | None = None):
     """The protocol's sampler: ``mechanistic`` or ``worldmodel`` (loads its checkpoint once)."""
     s = protocol.sampling
     if s.sampler == "worldmodel":
         from vtrial.model.worldmodel import WorldModelSampler
 
-        ckpt = None
-        if s.checkpoint is not None:
-            ckpt = Path(s.checkpoint)
-            if not ckpt.is_absolute() and base_dir is not None and (base_dir / ckpt).exists():
-                ckpt = base_dir / ckpt
-            ckpt = ckpt.resolve()
-        return WorldModelSampler(s.samples_per_patient, ckpt, s.settings, device=device)
+        return WorldModelSampler(s.samples_per_patient, checkpoint_path(protocol, base_dir), s.settings, device=device)
     from vtrial.sampler import MechanisticSampler
 
     return MechanisticSampler(s.samples_per_patient, s.fs_hz, s.settings, device=device)
@@ -201,27 +208,10 @@ class TrialResult:
     summary: pl.DataFrame
     run_id: str | None = None
     timings_s: dict = field(default_factory=dict)
+    analysis: object | None = None  # vtrial.analysis.Analysis
 
     def samples(self) -> pl.DataFrame:
         return store.read_samples(self.out)
-
-
-def arm_summary(arms: pl.DataFrame, placebo_idx: int | None = None) -> pl.DataFrame:
-    """Per active arm: the time of peak ΔΔQTcF (ΔQTcF without a placebo arm) and its 90% CI."""
-    col = "ddqtcf_ms" if placebo_idx is not None else "dqtcf_ms"
-    rows = []
-    active = arms.filter(pl.col("arm_idx") != (placebo_idx if placebo_idx is not None else -1))
-    for name in active["arm"].unique(maintain_order=True):
-        a = arms.filter((pl.col("arm") == name) & (pl.col("time_idx") > 0))
-        if a[col].is_null().all():
-            continue
-        i = int(np.nanargmax(a[col].fill_null(np.nan).to_numpy()))
-        r = a.row(i, named=True)
-        rows.append({"arm": name, "endpoint": col, "peak_time_h": r["time_h"], "peak_ms": r[col],
-                     "ci90_lo_ms": r[f"{col}_ci90_lo"], "ci90_hi_ms": r[f"{col}_ci90_hi"],
-                     "invalid_samples": int(arms.filter(pl.col("arm") == name).select(
-                         (pl.col("n_samples") - pl.col("n_valid_samples")).sum()).item())})
-    return pl.DataFrame(rows)
 
 
 def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | None = None,
@@ -238,6 +228,14 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     out = Path(out or protocol.output.dir)
     timings = {}
     check_output(out, protocol, resume)
+
+    if protocol.sampling.sampler == "worldmodel":  # a bad checkpoint is refused here, not in every actor
+        from vtrial.model.worldmodel import CheckpointError, load_checkpoint
+
+        try:
+            load_checkpoint(checkpoint_path(protocol, base_dir))
+        except CheckpointError as exc:
+            raise RunError(f"sampling.checkpoint: {exc}") from None
 
     t0 = time.perf_counter()
     units = build_units(protocol, base_dir)
@@ -279,35 +277,77 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         if started:
             ray.shutdown()
 
-    t0 = time.perf_counter()
-    patients = store.patient_table(out)
-    placebo = next((i for i, a in enumerate(protocol.arms) if a.placebo), None)
-    arms = store.arm_table(patients, placebo)
-    summary = arm_summary(arms, placebo)
+    return finish_run(out, protocol, base_dir, track=track, extra_info={
+        "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
+        "batches_by_node": nodes_used}, timings=timings)
+
+
+def example_units(units: dict[str, np.ndarray], summary: pl.DataFrame, patient: int = 0) -> dict[str, np.ndarray]:
+    """The work units of one patient at baseline and at each arm's peak time (placebo: the peak time of
+    the arm with the largest risk, else the last time), for the report's beats."""
+    peaks = {r["arm_idx"]: r["peak_time_h"] for r in summary.iter_rows(named=True) if r["peak_time_h"] is not None}
+    times = np.unique(units["time_h"])
+    worst = summary.filter(pl.col("score_ms").is_not_null()).sort("score_ms", descending=True)
+    fallback = worst["peak_time_h"][0] if worst.height else float(times[-1])
+    keep = np.zeros(len(units["patient"]), bool)
+    for a in np.unique(units["arm_idx"]):
+        t_peak = peaks.get(int(a), fallback)
+        keep |= (units["arm_idx"] == a) & (units["patient"] == patient) & (
+            (units["time_idx"] == 0) | np.isclose(units["time_h"], t_peak))
+    return {k: v[keep] for k, v in units.items()}
+
+
+def write_example_beats(out: Path, protocol: Protocol, summary: pl.DataFrame, base_dir: Path | None) -> Path:
+    """Re-sample the example units with the run's sampler and seed: per-unit randomness makes these the
+    very samples in the tables."""
+    units = example_units(build_units(protocol, base_dir), summary)
+    sampler = make_sampler(protocol, "cpu", base_dir)
+    beats, _ = sampler.beats(units, protocol.seed)
+    s = protocol.sampling.samples_per_patient
+    arm_names = np.asarray([a.name for a in protocol.arms], dtype=object)
+    rows = {"arm": arm_names[np.repeat(units["arm_idx"], s)].astype(str),
+            **{k: np.repeat(units[k], s) for k in ("arm_idx", "patient", "time_idx", "time_h")},
+            "sample": np.tile(np.arange(s, dtype=np.int32), len(units["patient"]))}
+    return store.write_beats(out, rows, beats.cpu().numpy(), sampler.fs_hz)
+
+
+def write_tables(out: Path, protocol: Protocol, an) -> list[Path]:
+    """The derived tables of an analysis, each with the protocol hash and seed."""
     h, s = protocol.content_hash, protocol.seed
-    paths = [store.write_table(patients, out, store.PATIENTS, h, s), store.write_table(arms, out, store.ARMS, h, s)]
+    tables = [(an.patients, store.PATIENTS), (an.arms, store.ARMS), (an.summary, store.SUMMARY),
+              (an.comparisons, store.COMPARISONS), (an.cqtc, store.CQTC)]
+    if an.tdp is not None:
+        tables.append((an.tdp, store.TDP))
+    return [store.write_table(df, out, name, h, s) for df, name in tables]
+
+
+def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, track: bool = True,
+               extra_info: dict | None = None, timings: dict | None = None) -> "TrialResult":
+    """Tables, example beats, report and MLflow run of a run folder whose samples are complete."""
+    from vtrial.analysis import analyse
     from vtrial.report import write_report
 
-    paths.append(write_report(out, protocol, arms, summary))
+    timings = dict(timings or {})
+    t0 = time.perf_counter()
+    an = analyse(protocol, store.scan_samples(out))
+    h, s = protocol.content_hash, protocol.seed
+    paths = write_tables(out, protocol, an)
+    paths.append(write_example_beats(out, protocol, an.summary, base_dir))
+    paths += write_report(out, protocol, an)
     timings["aggregate_s"] = time.perf_counter() - t0
-    info = {"protocol_hash": h, "seed": s, "replicas": replicas, "address": address,
-            "batches": len(slices), "batches_run": len(todo), "batches_by_node": nodes_used, "timings_s": timings}
+    info = {"protocol_hash": h, "seed": s, **(extra_info or {}), "timings_s": timings, "warnings": an.warnings}
     (out / RUN_INFO).write_text(json.dumps(info, indent=1))
     run_id = None
     if track:
         from vtrial.tracking import log_run
 
-        metrics = {}
+        metrics = dict(an.metrics)
         reasons = store.scan_samples(out).group_by("reason").len().collect()
         for r in reasons.iter_rows(named=True):
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
-        for r in summary.iter_rows(named=True):
-            metrics[f"peak_{r['endpoint']}.{r['arm']}"] = r["peak_ms"]
-            metrics[f"peak_{r['endpoint']}_ci90_hi.{r['arm']}"] = r["ci90_hi_ms"]
-            metrics[f"invalid_samples.{r['arm']}"] = r["invalid_samples"]
         run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
                          protocol.tracking.uri, protocol.tracking.experiment)
-    return TrialResult(out, protocol, patients, arms, summary, run_id, timings)
+    return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id, timings, an)
 
 
 class _progress:

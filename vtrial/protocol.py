@@ -155,6 +155,13 @@ class Compute(_Model):
     batch_size: int = Field(default=128, gt=0)
 
 
+class Risk(_Model):
+    """How risk is summarised: S(a) = μ_R(a) + aversion_lambda·σ_R(a) ranks arms; bootstrap resamples."""
+
+    aversion_lambda: float = Field(default=1.0, ge=0)
+    bootstrap: int = Field(default=1000, ge=100)
+
+
 class Output(_Model):
     dir: str = "runs/trial"
 
@@ -185,6 +192,7 @@ class Protocol(_Model):
     sampling: Sampling
     endpoints: tuple[str, ...] = ("qtcf", "dqtcf", "ddqtcf")
     compute: Compute = Compute()
+    risk: Risk = Risk()
     output: Output = Output()
     tracking: Tracking = Tracking()
 

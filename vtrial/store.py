@@ -2,8 +2,9 @@
 
 ``samples.parquet`` is a folder of parts, one per batch of work units, each written atomically
 (temporary file, then rename), so an interrupted run leaves only whole parts and ``--resume`` can skip
-them. ``patients.parquet`` and ``arms.parquet`` are aggregated from the parts lazily (the driver never
-holds all samples).
+them. The other tables (``patients``, ``arms``, ``summary``, ``comparisons``, ``cqtc``, ``tdp``; see
+``vtrial.risk``) are computed from the parts lazily (the driver never holds all samples) and written
+here with the protocol hash and seed; ``beats.parquet`` holds example beats for the report.
 """
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy import stats
 
 SAMPLES = "samples.parquet"
 PATIENTS = "patients.parquet"
 ARMS = "arms.parquet"
-CATEGORICAL = {"p_qtcf_gt_450": ("qtcf_ms", 450.0), "p_qtcf_gt_480": ("qtcf_ms", 480.0),
-               "p_qtcf_gt_500": ("qtcf_ms", 500.0), "p_dqtcf_gt_30": ("dqtcf_ms", 30.0),
-               "p_dqtcf_gt_60": ("dqtcf_ms", 60.0)}
-DELTAS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms", "hr_bpm")
+SUMMARY = "summary.parquet"
+COMPARISONS = "comparisons.parquet"
+CQTC = "cqtc.parquet"
+TDP = "tdp.parquet"
+BEATS = "beats.parquet"
 
 
 def part_path(out: Path, index: int) -> Path:
@@ -63,65 +64,14 @@ def read_samples(out: Path) -> pl.DataFrame:
     return scan_samples(out).collect().sort("arm_idx", "patient", "time_idx", "sample")
 
 
-def patient_table(out: Path) -> pl.DataFrame:
-    """Per arm × patient × time: summaries over the S samples (valid ones only) and endpoint probabilities."""
-    s = scan_samples(out)
-    base = (s.filter((pl.col("time_idx") == 0) & pl.col("valid"))
-            .group_by("arm_idx", "patient").agg(*[pl.col(c).mean().alias(f"{c}_base") for c in DELTAS]))
-    s = s.join(base, on=["arm_idx", "patient"], how="left").with_columns(
-        *[(pl.col(c) - pl.col(f"{c}_base")).alias(f"d{c}") for c in DELTAS])
-    v = pl.col("valid")
-    aggs = [pl.len().alias("n_samples"), v.sum().alias("n_valid"), pl.col("conc_free_nM").mean()]
-    for c in ("qtcf_ms", "dqtcf_ms"):
-        col = pl.col(c).filter(v)
-        aggs += [col.mean().alias(f"{c}_mean"), col.std().alias(f"{c}_sd"), col.quantile(0.05).alias(f"{c}_q05"),
-                 col.quantile(0.5).alias(f"{c}_q50"), col.quantile(0.95).alias(f"{c}_q95")]
-    for c in ("djtpeakc_ms", "dtpte_ms", "dqrs_ms", "dpr_ms", "dhr_bpm", "jtpeakc_ms", "tpte_ms"):
-        aggs.append(pl.col(c).filter(v).mean().alias(f"{c}_mean"))
-    for name, (c, thr) in CATEGORICAL.items():
-        aggs.append((pl.col(c).filter(v) > thr).mean().alias(name))
-    return (s.group_by("arm", "arm_idx", "patient", "time_idx", "time_h").agg(aggs)
-            .sort("arm_idx", "patient", "time_idx").collect())
-
-
-def _ci90(mean, sd, n):
-    half = np.where(n > 1, stats.t.ppf(0.95, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1)), np.nan)
-    return mean - half, mean + half
-
-
-def arm_table(patients: pl.DataFrame, placebo_idx: int | None) -> pl.DataFrame:
-    """Per arm × time: ΔQTcF and placebo-corrected ΔΔQTcF (paired by patient: every virtual patient
-    receives every arm) with two-sided 90% CIs, expected risk and its variability."""
-    p = patients
-    if placebo_idx is not None:
-        plc = p.filter(pl.col("arm_idx") == placebo_idx).select("patient", "time_idx", pl.col("dqtcf_ms_mean").alias("plc"))
-        p = p.join(plc, on=["patient", "time_idx"], how="left").with_columns(
-            (pl.col("dqtcf_ms_mean") - pl.col("plc")).alias("ddqtcf_ms"))
-    else:
-        p = p.with_columns(pl.lit(None, dtype=pl.Float64).alias("ddqtcf_ms"))
-    a = p.group_by("arm", "arm_idx", "time_idx", "time_h").agg(
-        pl.col("dqtcf_ms_mean").is_not_null().sum().alias("n_patients"),
-        pl.col("n_valid").sum().alias("n_valid_samples"),
-        pl.col("n_samples").sum().alias("n_samples"),
-        pl.col("conc_free_nM").mean().alias("conc_free_nM_mean"),
-        pl.col("dqtcf_ms_mean").mean().alias("dqtcf_ms"),
-        pl.col("dqtcf_ms_mean").std().alias("dqtcf_ms_sd_between"),
-        pl.col("dqtcf_ms_sd").pow(2).mean().sqrt().alias("dqtcf_ms_sd_within"),
-        pl.col("ddqtcf_ms").mean().alias("ddqtcf_ms"),
-        pl.col("ddqtcf_ms").std().alias("ddqtcf_ms_sd"),
-        pl.col("ddqtcf_ms").is_not_null().sum().alias("n_paired"),
-        pl.col("djtpeakc_ms_mean").mean().alias("djtpeakc_ms"),
-        pl.col("dtpte_ms_mean").mean().alias("dtpte_ms"),
-        pl.col("qtcf_ms_mean").mean().alias("qtcf_ms"),
-        *[pl.col(k).mean().alias(k) for k in CATEGORICAL],
-        pl.col("p_dqtcf_gt_30").std().alias("p_dqtcf_gt_30_sd"),
-    ).sort("arm_idx", "time_idx")
-    lo, hi = _ci90(a["dqtcf_ms"].to_numpy(), a["dqtcf_ms_sd_between"].to_numpy(), a["n_patients"].to_numpy())
-    dlo, dhi = _ci90(a["ddqtcf_ms"].fill_null(np.nan).to_numpy(), a["ddqtcf_ms_sd"].fill_null(np.nan).to_numpy(),
-                     a["n_paired"].to_numpy())
-    return a.with_columns(pl.Series("dqtcf_ms_ci90_lo", lo), pl.Series("dqtcf_ms_ci90_hi", hi),
-                          pl.Series("ddqtcf_ms_ci90_lo", dlo).fill_nan(None),
-                          pl.Series("ddqtcf_ms_ci90_hi", dhi).fill_nan(None))
+def write_beats(out: Path, rows: dict[str, np.ndarray], beats: np.ndarray, fs_hz: float) -> Path:
+    """Example beats (one row per beat, the signal as a list) for the report."""
+    table = pa.table({**{k: pa.array(v) for k, v in rows.items()},
+                      "fs_hz": pa.array(np.full(len(beats), fs_hz)),
+                      "beat_mv": pa.array(list(np.asarray(beats, np.float32)), type=pa.list_(pa.float32()))})
+    path = Path(out) / BEATS
+    pq.write_table(table, path)
+    return path
 
 
 def write_table(df: pl.DataFrame, out: Path, name: str, protocol_hash: str, seed: int) -> Path:
