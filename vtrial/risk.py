@@ -178,7 +178,7 @@ def arm_summary(arms: pl.DataFrame, patients: pl.DataFrame, placebo_idx: int | N
                "mu_r_boot90_lo_ms": None, "mu_r_boot90_hi_ms": None, "sigma_r_ms": None,
                "sigma_r_between_ms": None, "sigma_r_within_ms": None, "score_ms": None, "warning": None}
         if arm_idx == placebo_idx:
-            row["warning"] = None
+            pass  # the reference: no risk of its own
         elif n_valid == 0:
             row["warning"] = f"arm {name!r}: all {n_samples} samples unmeasurable; no risk number is given"
         elif arm_idx in peaks:
