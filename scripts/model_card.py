@@ -12,7 +12,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms", "hallucination_rate", "coverage90", "crps_dqtcf_ms",
-           "brier_dqtcf_gt_30", "brier_dqtcf_gt_60", "latent_mse", "signal_mse", "signal_mae", "energy")
+           "brier_dqtcf_gt_30", "brier_dqtcf_gt_60", "latent_mse", "signal_mse", "signal_mae", "energy",
+           "n_true_out_of_range")
 
 
 def main():

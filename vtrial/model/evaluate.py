@@ -12,7 +12,8 @@ given the training drugs. For each pair, S samples; metrics:
   patient (zero action), exactly as a trial computes ΔQTcF from each patient's pre-dose ECGs, so a
   decoder's constant bias cancels as it does in a trial;
 - ``hallucination_rate``: share of sampled beats unmeasurable or outside physiological ranges
-  (QTcF 300–700 ms, QRS 50–200 ms, Tpeak-Tend 20–250 ms);
+  (QTcF 300–700 ms, QRS 50–200 ms, Tpeak-Tend 20–250 ms); ``n_true_out_of_range`` counts the pairs
+  whose noise-free ground truth itself breaks those ranges (samples that follow it count as hallucinated);
 - ``energy``: ‖z_sample − Π_ϕ(e_EPK)‖²/D;
 - ``crps_dqtcf_ms``, ``brier_dqtcf_gt_30``, ``brier_dqtcf_gt_60``: CRPS of the sampled ΔQTcF and Brier
   scores of P(ΔQTcF > 30 / 60 ms), against the observed ΔQTcF below (``vtrial.scoring``);
@@ -35,6 +36,14 @@ from vtrial.scoring import calibration
 METRICS = ("latent_mse", "signal_mse", "signal_mae", "dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms",
            "hallucination_rate", "energy", "coverage90")
 RANGES = {"qtcf_ms": (300.0, 700.0), "qrs_ms": (50.0, 200.0), "tpte_ms": (20.0, 250.0)}
+
+
+def implausible(m: dict) -> np.ndarray:
+    """Beats that are unmeasurable or outside the physiological ``RANGES``."""
+    bad = ~m["valid"]
+    for col, (lo, hi) in RANGES.items():
+        bad |= ~((m[col] >= lo) & (m[col] <= hi))
+    return bad
 
 
 def _measure(beats: torch.Tensor, rr_ms: np.ndarray) -> dict:
@@ -91,13 +100,11 @@ def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor
             out["crps_dqtcf_ms"] = cal["crps"]
             out["brier_dqtcf_gt_30"] = cal["brier.dqtcf_gt_30"]
             out["brier_dqtcf_gt_60"] = cal["brier.dqtcf_gt_60"]
-    bad = ~m_smp["valid"]
-    for col, (lo, hi) in RANGES.items():
-        v = m_smp[col]
-        bad |= ~((v >= lo) & (v <= hi))
-    out["hallucination_rate"] = float(np.mean(bad))
+    out["hallucination_rate"] = float(np.mean(implausible(m_smp)))
     out["n_pairs"] = n
     out["n_true_unmeasurable"] = int((~m_true["valid"]).sum())
+    # context for the hallucination rate: pairs whose ground truth itself breaks the same ranges
+    out["n_true_out_of_range"] = int(implausible(m_true).sum())
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
