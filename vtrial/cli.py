@@ -56,17 +56,17 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
 
 def show_result(an, name: str) -> None:
     """Print the arm summary, the TdP categories (predicted beside known) and the warnings."""
-    table = Table(title=f"{name}: peak per arm (90% CI) and risk")
-    for col in ("arm", "endpoint", "time (h)", "peak (ms)", "90% CI (ms)", "E14", "S = μ+λσ (ms)", "rank",
-                "invalid samples"):
+    endpoint = "ΔΔQTcF" if (an.summary["endpoint"] == "ddqtcf_ms").all() else "ΔQTcF (no placebo arm)"
+    table = Table(title=f"{name}: peak {endpoint} per arm (90% CI) and risk")
+    for col in ("arm", "time (h)", "peak (ms)", "90% CI (ms)", "E14", "S = μ+λσ (ms)", "rank", "invalid samples"):
         table.add_column(col)
     for r in an.summary.iter_rows(named=True):
         if r["peak_ms"] is None:
-            table.add_row(r["arm"], r["endpoint"], "—", "—", "—", "—", "—", "—", str(r["invalid_samples"]))
+            table.add_row(r["arm"], "—", "—", "—", "—", "—", "—", str(r["invalid_samples"]))
             continue
         ci = "—" if r["ci90_lo_ms"] is None else f"{r['ci90_lo_ms']:.1f} to {r['ci90_hi_ms']:.1f}"
         e14 = "—" if r["e14_negative"] is None else ("negative" if r["e14_negative"] else "positive")
-        table.add_row(r["arm"], r["endpoint"], f"{r['peak_time_h']:g}", f"{r['peak_ms']:.1f}", ci, e14,
+        table.add_row(r["arm"], f"{r['peak_time_h']:g}", f"{r['peak_ms']:.1f}", ci, e14,
                       f"{r['score_ms']:.1f}", str(r["rank"]), str(r["invalid_samples"]))
     Console().print(table)
     if an.tdp is not None:
