@@ -80,18 +80,17 @@ def test_missing_and_truncated_checkpoints(tiny, tmp_path):
 
 def test_wrong_architecture_and_lead_count(tiny, tmp_path):
     model, _, path = tiny
-    blob = torch.load(path, weights_only=True)
-    blob["model_args"]["width"] = 64
-    other = tmp_path / "other.pt"
-    torch.save(blob, other)
+
+    def with_arg(key, value, name):
+        blob = torch.load(path, weights_only=True)
+        blob["model_args"][key] = value
+        torch.save(blob, tmp_path / name)
+        return tmp_path / name
+
     with pytest.raises(CheckpointError, match=r"other.pt: weights do not fit the architecture"):
-        load_checkpoint(other)
-    blob = torch.load(path, weights_only=True)
-    blob["model_args"]["n_leads"] = 12
-    leads = tmp_path / "leads.pt"
-    torch.save(blob, leads)
+        load_checkpoint(with_arg("width", 64, "other.pt"))
     with pytest.raises(CheckpointError, match=r"leads.pt: model has 12 lead\(s\), expected 1"):
-        load_checkpoint(leads)
+        load_checkpoint(with_arg("n_leads", 12, "leads.pt"))
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match=r"not a vtrial world-model checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
@@ -143,3 +142,34 @@ def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
     assert len(bad["valid"]) == len(whole["valid"])
     assert not bad["valid"].any() and set(bad["reason"]) == {"non_finite"}
     assert np.isnan(bad["qtcf_ms"]).all()
+
+
+def test_initialisation_is_seeded_by_the_generator_alone():
+    """Same seed, same weights — whatever the global RNG holds; and the global RNG is neither read nor moved."""
+    from vtrial.model.train import seeded_init
+    from vtrial.model.worldmodel import WorldModel
+
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        m = WorldModel(latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50)
+        after_build = torch.get_rng_state()
+        seeded_init(m, torch.Generator().manual_seed(3))
+        assert torch.equal(torch.get_rng_state(), after_build)  # seeded_init draws nothing from the global RNG
+        assert not torch.equal(before, after_build)  # (building a module does; its draws are overwritten)
+        weights.append(m.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert torch.equal(weights[0]["projection.weight"], torch.eye(8))
+
+
+def test_training_leaves_the_global_rng_alone():
+    cfg = TrainConfig(n_pairs=40, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=20,
+                      ae_steps=3, diffusion_train_steps=3, batch_size=16)
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    a, _ = train(cfg, log=lambda d: None)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(12)
+    b, _ = train(cfg, log=lambda d: None)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -7,6 +7,7 @@ files hold only modules.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 from vtrial.model.corpus import make_pairs
 from vtrial.model.diffusion import training_loss
@@ -58,6 +60,20 @@ class TrainConfig:
         return TrainConfig(**data)
 
 
+def seeded_init(model: WorldModel, generator: torch.Generator) -> None:
+    """Draw every linear and convolutional layer's weights as PyTorch's defaults do (Kaiming-uniform
+    weights, uniform biases within 1/√fan_in), from ``generator`` — no global RNG is read or seeded. Π_ϕ
+    keeps its identity start."""
+    for m in model.modules():
+        if m is model.projection or not isinstance(m, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)):
+            continue
+        nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+        if m.bias is not None:
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+
+
 def _batches(n: int, batch: int, rng: np.random.Generator):
     while True:
         yield torch.as_tensor(rng.integers(0, n, batch))
@@ -82,10 +98,10 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     else:
         raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
-    with torch.random.fork_rng():  # seeded weight initialisation without touching the caller's RNG state
-        torch.manual_seed(cfg.seed)
+    with torch.random.fork_rng():  # the modules' own default draws are thrown away: the caller's RNG stays put
         model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1,
                            cfg.diffusion_steps, cfg.prior_input)
+    seeded_init(model, gen)  # the one generator behind every torch draw of training
 
     # stage 1: autoencoder on all beats
     beats = torch.cat([pairs.baseline, pairs.target, pairs.prior])
