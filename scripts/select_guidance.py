@@ -27,12 +27,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "vtrial" / "data" / "worldmodel.pt")
     ap.add_argument("--pairs", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=64, help="draws per pair (coverage needs ≥ 19)")
     args = ap.parse_args()
     model = load_checkpoint(args.checkpoint)
     val = make_pairs(args.pairs, 2000)
     rows = {}
     for g in GAMMAS:
-        r = evaluate_model(model, val, 16, 2000, 1.0, g, 20)
+        r, _ = evaluate_model(model, val, args.samples, 2000, 1.0, g, 20)
         rows[g] = {"dqtcf_mae_ms": r["dqtcf_mae_ms"], "coverage90": r["coverage90"],
                    "hallucination_rate": r["hallucination_rate"]}
         print(g, rows[g])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vtrial.scoring import calibration, crps_ensemble, reliability_table
+from vtrial.scoring import calibration, crps_ensemble, interval_coverage, reliability_table
 
 
 def toy(n=3000, s=200, spread=1.0, seed=0):
@@ -21,6 +21,14 @@ def test_well_specified_model_has_nominal_coverage_and_reliability():
     rel = tables["gt_2"].drop_nulls()
     big = rel.filter(rel["n"] > 100)
     assert ((big["mean_predicted"] - big["observed_frequency"]).abs() < 0.08).all()
+
+
+@pytest.mark.parametrize("s", [20, 64])
+def test_coverage_of_a_calibrated_sampler_is_nominal_with_few_draws(s):
+    # numpy's default quantiles would score 20 exchangeable draws’ 5–95 % range at ≈ 0.82, not 0.90
+    samples, truth = toy(n=20000, s=s, seed=3)
+    assert interval_coverage(samples, truth, 0.90) == pytest.approx(0.90, abs=0.01)
+    assert interval_coverage(samples, truth, 0.50) == pytest.approx(0.50, abs=0.015)
 
 
 def test_overconfident_model_undercovers_and_scores_worse():

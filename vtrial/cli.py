@@ -129,7 +129,7 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
           out: Path = typer.Option(..., "--out", help="folder for eval.json"),
           ablation: Optional[Path] = typer.Option(None, "--ablation", help="checkpoint trained with λ0 = 0 "
                                                   "(default: CHECKPOINT's name with _ablation, if present)"),
-          pairs: int = typer.Option(300, "--pairs"), samples: int = typer.Option(16, "--samples"),
+          pairs: int = typer.Option(1000, "--pairs"), samples: int = typer.Option(64, "--samples"),
           seed: int = typer.Option(1000, "--seed"),
           gamma: Optional[float] = typer.Option(None, "--gamma", help="guidance γ (default: the sampler's)")):
     """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""

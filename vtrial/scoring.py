@@ -9,9 +9,18 @@ import polars as pl
 
 
 def interval_coverage(samples: np.ndarray, truth: np.ndarray, level: float = 0.90) -> float:
-    """Share of observations inside the samples' central ``level`` interval (NaN draws ignored)."""
+    """Share of observations inside the samples' central ``level`` predictive interval (NaN draws ignored).
+
+    The interval's ends are the draws' quantiles at the plotting positions p·(S+1) (numpy's ``weibull``
+    method): a new value from the same distribution as S exchangeable draws falls below the k-th smallest
+    with probability k/(S+1), so these ends make a ``level`` interval *for a new observation*. numpy's
+    default (linear, positions p·(S−1)+1) makes the 5–95 % range of 16 draws an ≈ 81 % interval — a
+    perfectly calibrated sampler would look overconfident. With fewer than 2/(1−level) − 1 draws (19 for
+    90 %) the ends clamp to the extreme draws and the coverage of a calibrated sampler is (S−1)/(S+1).
+    """
     a = (1 - level) / 2
-    lo, hi = np.nanquantile(samples, a, axis=1), np.nanquantile(samples, 1 - a, axis=1)
+    lo = np.nanquantile(samples, a, axis=1, method="weibull")
+    hi = np.nanquantile(samples, 1 - a, axis=1, method="weibull")
     ok = np.isfinite(truth) & np.isfinite(lo)
     return float(np.mean((truth[ok] >= lo[ok]) & (truth[ok] <= hi[ok])))
 
