@@ -10,11 +10,12 @@ All B beats are measured at once with array operations (no per-beat Python loop)
 3. Isoelectric level: mean over the 20 ms before QRS onset (the PR segment).
 4. T peak: largest deviation from the isoelectric level between J + 60 ms and R + 0.7·RR (either
    polarity), refined by a parabola.
-5. T end, tangent method: the tangent at the steepest point of the T wave's descending limb (from the
-   peak until the wave is back within 10 % of its amplitude of the baseline, at most 300 ms), intersected
-   with the isoelectric level.
-6. P onset: likewise the tangent at the steepest point of the P wave's ascending limb, P peak searched
-   between QRS onset − 300 ms and − 30 ms.
+5. P onset: the tangent at the steepest point of the P wave's ascending limb, intersected with the
+   isoelectric level; P peak searched between QRS onset − 300 ms and − 30 ms.
+6. T end, tangent method: the tangent at the steepest point of the T wave's descending limb (from the
+   peak until the wave is back within 10 % of its amplitude of the baseline, at most 300 ms, and before
+   the next beat's P peak, one RR after this beat's, if the T peak precedes it), intersected with the
+   isoelectric level.
 
 Intervals in ms: RR (given: a median beat knows its RR), PR, QRS, QT, QTcF = QT/(RR/1 s)^(1/3),
 QTcB = QT/(RR/1 s)^(1/2), J-Tpeak, J-Tpeak_c = J-Tpeak/(RR/1 s)^0.58, Tpeak-Tend, HR (bpm).
@@ -151,23 +152,7 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     tp_pos = _parabolic(t_dev, tp_i)
     no_t = ~has_t_zone | (t_amp.abs() < T_MIN_MV)
 
-    # 5. T end: steepest descent back to baseline after the peak, tangent to the isoelectric level
-    # the descending limb ends where the wave is back within 10 % of its amplitude of the baseline, so
-    # the steepest point is looked for on the T wave itself, not on a following P wave
-    down = -polarity[:, None] * slope
-    back = (polarity[:, None] * (x - iso[:, None]) <= 0.1 * t_amp.abs()[:, None]) & (cols > tp_i[:, None])
-    limb_end = torch.minimum(_first_true_after(back, tp_i), tp_i + int(300 * ms))
-    tail = (cols > tp_i[:, None]) & (cols <= limb_end[:, None]) & (cols < n - 1)
-    m_i, has_tail = _masked_argmax(down, tail)
-    m_slope = _at(slope, m_i)
-    m_pos = _parabolic(down, m_i)  # steepest point, sub-sample
-    frac = m_pos - m_i.to(x.dtype)
-    m_val = _at(x, m_i) + frac * m_slope / fs_hz
-    tend_pos = m_pos + (iso - m_val) / m_slope.where(m_slope.abs() > 1e-9, torch.full_like(m_slope, float("nan"))) * fs_hz
-    bad_tend = ~has_tail | ~torch.isfinite(tend_pos) | (tend_pos <= tp_pos) | (tend_pos > n + 200 * ms) \
-        | ((-polarity * m_slope) <= 0)
-
-    # 6. P onset: tangent on the ascending limb of the P wave
+    # 5. P onset: tangent on the ascending limb of the P wave
     p_zone = (cols >= on_i[:, None] - 300 * ms) & (cols <= on_i[:, None] - 30 * ms)
     p_dev = (x - iso[:, None]).abs()
     pp_i, has_p_zone = _masked_argmax(p_dev, p_zone)
@@ -180,6 +165,27 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     pm_val = _at(x, pm_i) + (pm_pos - pm_i.to(x.dtype)) * pm_slope / fs_hz
     pon_pos = pm_pos + (iso - pm_val) / pm_slope.where(pm_slope.abs() > 1e-9, torch.full_like(pm_slope, float("nan"))) * fs_hz
     no_p = ~has_p_zone | ~has_rise | (p_amp.abs() < P_MIN_MV) | ~torch.isfinite(pon_pos) | (pon_pos >= on_pos)
+
+    # 6. T end: steepest descent back to baseline after the peak, tangent to the isoelectric level
+    # the descending limb ends where the wave is back within 10 % of its amplitude of the baseline, so
+    # the steepest point is looked for on the T wave itself, not on a following P wave
+    down = -polarity[:, None] * slope
+    back = (polarity[:, None] * (x - iso[:, None]) <= 0.1 * t_amp.abs()[:, None]) & (cols > tp_i[:, None])
+    limb_end = torch.minimum(_first_true_after(back, tp_i), tp_i + int(300 * ms))
+    # ... and before the next beat's P peak (one RR after this one's) when the T peak comes before it: a
+    # low, broad T at a fast rate may not reach baseline before the P, whose descending limb is not the T's
+    next_pp = (pp_i.to(x.dtype) + rr * ms).clamp(max=n).floor().long()
+    before_p = ~no_p & (next_pp > tp_i)
+    limb_end = torch.where(before_p, torch.minimum(limb_end, next_pp), limb_end)
+    tail = (cols > tp_i[:, None]) & (cols <= limb_end[:, None]) & (cols < n - 1)
+    m_i, has_tail = _masked_argmax(down, tail)
+    m_slope = _at(slope, m_i)
+    m_pos = _parabolic(down, m_i)  # steepest point, sub-sample
+    frac = m_pos - m_i.to(x.dtype)
+    m_val = _at(x, m_i) + frac * m_slope / fs_hz
+    tend_pos = m_pos + (iso - m_val) / m_slope.where(m_slope.abs() > 1e-9, torch.full_like(m_slope, float("nan"))) * fs_hz
+    bad_tend = ~has_tail | ~torch.isfinite(tend_pos) | (tend_pos <= tp_pos) | (tend_pos > n + 200 * ms) \
+        | ((-polarity * m_slope) <= 0)
 
     # intervals
     to_ms = 1000.0 / fs_hz
