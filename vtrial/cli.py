@@ -28,7 +28,9 @@ def _load(path: Path):
 def validate(protocol: Path = typer.Argument(..., help="protocol YAML")):
     """Check a protocol; name every bad field with its path."""
     p = _load(protocol)
-    console.print(f"[green]ok[/green] {protocol}: {p.name!r}, {len(p.arms)} arms, {p.cohort.size} patients, "
+    who = (f"{p.cohort.size} patients" if p.cohort.size is not None else
+           f"every usable {'subject' if p.cohort.table else 'record'} of {p.cohort.table or p.cohort.wfdb}")
+    console.print(f"[green]ok[/green] {protocol}: {p.name!r}, {len(p.arms)} arms, {who}, "
                   f"{len(p.schedule.times_h)} times, {p.sampling.samples_per_patient} samples; hash {p.content_hash}")
 
 
@@ -39,14 +41,16 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
         seed: Optional[int] = typer.Option(None, "--seed", help="override the protocol's seed"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
         replicas: Optional[int] = typer.Option(None, "--replicas", help="override compute.replicas"),
-        quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+        strict: bool = typer.Option(False, "--strict", help="a WFDB record that cannot be used is an error "
+                                    "(default: skipped and listed in cohort_report.json)")):
     """Run a trial: samples, patients and arms tables, report.html and one MLflow run under --out."""
     from vtrial.engine import RunError, run_trial
 
     p = _load(protocol)
     try:
         result = run_trial(p, out=out, address=address, seed=seed, resume=resume, replicas=replicas,
-                           progress=not quiet, base_dir=protocol.parent)
+                           progress=not quiet, base_dir=protocol.parent, strict=strict)
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
@@ -154,6 +158,49 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     console.print_json(json.dumps(result["heldout"]))
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Real data: download PhysioNet databases.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+def data_download(database: str = typer.Argument(..., help="ecgrdvq or ecgdmmld"),
+                  dest: Path = typer.Option(..., "--dest", help="folder to download into (created; rerun to resume)"),
+                  base_url: str = typer.Option("https://physionet.org", "--base-url",
+                                               help="a PhysioNet mirror (BASE/content/DB/, BASE/files/DB/VERSION/)"),
+                  retries: int = typer.Option(3, "--retries", min=1, help="attempts per record")):
+    """Download a PhysioNet database with wfdb's downloader: resumable, with progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from vtrial.physionet import DATABASES, download_database
+
+    if database not in DATABASES:
+        console.print(f"[red]error[/red] unknown database {database!r}; known: {', '.join(sorted(DATABASES))}",
+                      highlight=False)
+        raise typer.Exit(2)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[record]}"), console=console) as bar:
+        task = bar.add_task(database, total=None, record="")
+
+        def step(rec, i, n):
+            bar.update(task, completed=i, total=n, record=rec)
+
+        try:
+            rep = download_database(database, dest, base_url, retries, on_record=step)
+        except ConnectionError as err:
+            console.print(f"[red]error[/red] {err}", highlight=False)
+            raise typer.Exit(1)
+    console.print(f"{database} {rep.version}: {len(rep.records)} records and {len(rep.extra_files)} tables in "
+                  f"{rep.dest}", highlight=False)
+    for f in rep.missing_extra_files:
+        console.print(f"[yellow]warning[/yellow] {f} not found on the server", highlight=False)
+    if rep.failed:
+        for rec, err in rep.failed.items():
+            console.print(f"[red]failed[/red] {rec}: {err}", highlight=False)
+        console.print(f"{len(rep.failed)} records failed after {retries} attempts; run the same command again to "
+                      "resume (complete files are kept, partial ones continued)", highlight=False)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

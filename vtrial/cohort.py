@@ -72,3 +72,21 @@ def sample_cohort(spec: dict, size: int, seed: int) -> Cohort:
     h[:, 4] = torch.as_tensor(t_height)
     waves, _ = waves_for_intervals(rr, pr, qrs, jtp, tpte, iterations=10, base=start.replace(height_mv=h))
     return Cohort(np.where(female, "F", "M"), age, weight, sensitivity, waves)
+
+
+def load_cohort(spec, seed: int, base_dir: Path | None = None, strict: bool = False) -> tuple[Cohort, dict]:
+    """The cohort a protocol's ``cohort`` section names (``vtrial.protocol.Cohort``) and its report (source,
+    patients, records or subjects skipped with reasons)."""
+    from vtrial.protocol import cohort_path, data_path
+
+    if spec.table is not None:
+        from vtrial.cohort_table import cohort_from_table
+
+        return cohort_from_table(data_path(spec.table, base_dir), seed, spec.size)
+    if spec.wfdb is not None:
+        from vtrial.cohort_wfdb import cohort_from_wfdb
+
+        return cohort_from_wfdb(data_path(spec.wfdb, base_dir), seed, spec.lead or "II", spec.size, strict)
+    path = cohort_path(spec.population, base_dir)
+    cohort = sample_cohort(load_population(path), spec.size, seed)
+    return cohort, {"source": "population", "path": str(path), "patients": cohort.size, "skipped": []}

@@ -64,12 +64,12 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
         pl.col("AGE").cast(pl.Float64).alias("age_y"),
         pl.col("WGHT").cast(pl.Float64).alias("weight_kg"),
         pl.col("EXTRT").replace_strict(TREATMENTS).alias("treatment"),
-        pl.when(pl.col("EXDOSU") == "ug").then(pl.col("EXDOSE") / 1000.0)
+        pl.when(pl.col("EXDOSU") == "ug").then(pl.col("EXDOSE").cast(pl.Float64) / 1000.0)
         .otherwise(pl.col("EXDOSE").cast(pl.Float64)).alias("dose_mg"),
         pl.col("TPT").cast(pl.Float64).alias("time_h"),
         (pl.col("BASELINE") == "Y").fill_null(False).alias("baseline"),
-        pl.when(pl.col("PCSTRESU") == "pg/mL").then(pl.col("PCSTRESN") / 1000.0)
-        .otherwise(pl.col("PCSTRESN")).alias("conc_ng_ml"),
+        pl.when(pl.col("PCSTRESU") == "pg/mL").then(pl.col("PCSTRESN").cast(pl.Float64) / 1000.0)
+        .otherwise(pl.col("PCSTRESN").cast(pl.Float64)).alias("conc_ng_ml"),
         pl.col("RR").cast(pl.Float64).alias("rr_ms"),
         pl.when(pl.col("PR") < -(2**31) // 2).then(pl.col("PR") + WRAP_32).otherwise(pl.col("PR"))
         .cast(pl.Float64).alias("pr_ms"),

@@ -9,6 +9,7 @@ address is given.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -20,12 +21,13 @@ import numpy as np
 import polars as pl
 
 from vtrial import store
-from vtrial.cohort import load_population, sample_cohort
+from vtrial.cohort import load_cohort
 from vtrial.exposure import arm_exposure
-from vtrial.protocol import Protocol, cohort_path, dump_protocol
+from vtrial.protocol import Protocol, dump_protocol
 
 RESOLVED = "protocol.resolved.yaml"
 RUN_INFO = "run_info.json"
+COHORT_REPORT = "cohort_report.json"
 
 
 class RunError(RuntimeError):
@@ -34,10 +36,29 @@ class RunError(RuntimeError):
 
 # --- work units ---------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4)
+def _cached_cohort(spec_json: str, seed: int, base_dir: str | None, strict: bool):
+    from vtrial.protocol import Cohort as CohortSpec
+
+    return load_cohort(CohortSpec.model_validate_json(spec_json), seed, Path(base_dir) if base_dir else None, strict)
+
+
+def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: bool = False):
+    """(protocol with ``cohort.size`` filled in, cohort, cohort report). Loading a table or WFDB cohort
+    is done once per process and spec (``build_units`` asks again)."""
+    try:
+        cohort, report = _cached_cohort(protocol.cohort.model_dump_json(), protocol.seed,
+                                        str(base_dir) if base_dir else None, strict)
+    except (ValueError, FileNotFoundError) as exc:
+        raise RunError(f"cohort: {exc}") from None
+    if protocol.cohort.size is None:
+        protocol = protocol.replace(cohort=protocol.cohort.model_copy(update={"size": cohort.size}))
+    return protocol, cohort, report
+
+
 def build_units(protocol: Protocol, base_dir: Path | None = None) -> dict[str, np.ndarray]:
     """All work units of a trial, one row per (arm, patient, time), in ``expand`` order."""
-    cohort = sample_cohort(load_population(cohort_path(protocol.cohort.population, base_dir)),
-                           protocol.cohort.size, protocol.seed)
+    _, cohort, _ = resolve_cohort(protocol, base_dir)
     n, n_t, n_a = cohort.size, len(protocol.schedule.times_h), len(protocol.arms)
     conc, block = zip(*(arm_exposure(protocol, arm, n) for arm in protocol.arms))
     conc = np.stack(conc)  # (A, N, T)
@@ -216,8 +237,10 @@ class TrialResult:
 
 def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | None = None,
               seed: int | None = None, resume: bool = False, replicas: int | None = None,
-              progress: bool = True, track: bool = True, base_dir: Path | None = None) -> TrialResult:
-    """Run a trial end to end; returns its tables as polars DataFrames."""
+              progress: bool = True, track: bool = True, base_dir: Path | None = None,
+              strict: bool = False) -> TrialResult:
+    """Run a trial end to end; returns its tables as polars DataFrames. ``strict``: a WFDB record that
+    cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``)."""
     import ray
     from ray.util import ActorPool
 
@@ -227,6 +250,9 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     replicas = replicas or protocol.compute.replicas
     out = Path(out or protocol.output.dir)
     timings = {}
+    t0 = time.perf_counter()
+    protocol, _, cohort_report = resolve_cohort(protocol, base_dir, strict)
+    timings["cohort_s"] = time.perf_counter() - t0
     check_output(out, protocol, resume)
 
     if protocol.sampling.sampler == "worldmodel":  # a bad checkpoint is refused here, not in every actor
@@ -251,6 +277,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     try:
         check_resources(protocol, replicas)
         record_output(out, protocol)  # only once the run can start: a refused run leaves no trace
+        (out / COHORT_REPORT).write_text(json.dumps(cohort_report, indent=1, default=str))
         c = protocol.compute
         cls = _replica_class()
         actors = [cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=2,
@@ -279,7 +306,13 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
 
     return finish_run(out, protocol, base_dir, track=track, extra_info={
         "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
-        "batches_by_node": nodes_used}, timings=timings)
+        "batches_by_node": nodes_used, "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
+        timings=timings, warnings=cohort_warnings(cohort_report))
+
+
+def cohort_warnings(report: dict) -> list[str]:
+    """One line per subject or record the cohort skipped, with its reason."""
+    return [f"cohort: skipped {s.get('record', s.get('subject'))}: {s['reason']}" for s in report.get("skipped", [])]
 
 
 def example_units(units: dict[str, np.ndarray], summary: pl.DataFrame, patient: int = 0) -> dict[str, np.ndarray]:
@@ -322,14 +355,17 @@ def write_tables(out: Path, protocol: Protocol, an) -> list[Path]:
 
 
 def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, track: bool = True,
-               extra_info: dict | None = None, timings: dict | None = None) -> "TrialResult":
-    """Tables, example beats, report and MLflow run of a run folder whose samples are complete."""
+               extra_info: dict | None = None, timings: dict | None = None,
+               warnings: list[str] | None = None) -> "TrialResult":
+    """Tables, example beats, report and MLflow run of a run folder whose samples are complete;
+    ``warnings`` (e.g. skipped cohort records) join the analysis's."""
     from vtrial.analysis import analyse
     from vtrial.report import write_report
 
     timings = dict(timings or {})
     t0 = time.perf_counter()
     an = analyse(protocol, store.scan_samples(out))
+    an.warnings[:0] = list(warnings or [])
     h, s = protocol.content_hash, protocol.seed
     paths = write_tables(out, protocol, an)
     paths.append(write_example_beats(out, protocol, an.summary, base_dir))

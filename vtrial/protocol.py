@@ -114,8 +114,38 @@ class Arm(_Model):
 
 
 class Cohort(_Model):
-    population: str = "healthy_adults"
-    size: int = Field(gt=0)
+    """Who takes part, from one source: a synthetic ``population`` (``cohorts/NAME.yaml``, the default)
+    of ``size`` patients; the subjects of a clinical ``table`` in the FDA study's layout; or the records
+    of a ``wfdb`` folder, measured on ``lead``. For a table or a folder, ``size`` takes the first usable
+    subjects or records (default: all of them; a run fills it in)."""
+
+    population: str | None = None
+    table: str | None = None
+    wfdb: str | None = None
+    lead: str | None = None
+    size: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_population(cls, data):
+        if isinstance(data, dict) and all(data.get(k) is None for k in ("population", "table", "wfdb")):
+            data = {**data, "population": "healthy_adults"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("population", "table", "wfdb") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one cohort source, not {' and '.join(given)}")
+        if self.population is not None and self.size is None:
+            raise ValueError("size: required for a population cohort (how many virtual patients)")
+        if self.lead is not None and self.wfdb is None:
+            raise ValueError("lead: only a wfdb cohort has leads to choose from")
+        return self
+
+    @property
+    def source(self) -> str:
+        return "table" if self.table is not None else "wfdb" if self.wfdb is not None else "population"
 
 
 class Schedule(_Model):
@@ -296,10 +326,17 @@ def _semantic_problems(p: Protocol, base_dir: Path) -> list[str]:
             p.drug(name)
         except (ValueError, TypeError) as exc:
             problems.append(f"drugs.{name}: {exc}")
-    try:
-        cohort_path(p.cohort.population, base_dir)
-    except FileNotFoundError as exc:
-        problems.append(f"cohort.population: {exc}")
+    if p.cohort.population is not None:
+        try:
+            cohort_path(p.cohort.population, base_dir)
+        except FileNotFoundError as exc:
+            problems.append(f"cohort.population: {exc}")
+    for key, kind in (("table", "file"), ("wfdb", "folder")):
+        value = getattr(p.cohort, key)
+        if value is not None:
+            found = data_path(value, base_dir)
+            if not (found.is_file() if kind == "file" else found.is_dir()):
+                problems.append(f"cohort.{key}: {kind} not found: {value} (looked in {found})")
     if p.sampling.settings:
         if p.sampling.sampler == "worldmodel":
             from vtrial.model.worldmodel import WorldModelSampler as cls
@@ -331,6 +368,16 @@ def cohort_path(population: str, base_dir: Path | None = None) -> Path:
             return c
     raise FileNotFoundError(f"cohort file not found for {population!r} (looked in: "
                             f"{', '.join(str(c) for c in candidates)})")
+
+
+def data_path(value: str, base_dir: Path | None = None) -> Path:
+    """A data path as the protocol gives it: absolute, or relative to the protocol's folder (else the
+    working directory)."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    candidates = [(base_dir or Path.cwd()) / p, Path.cwd() / p]
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def parse_protocol(data: dict, source: str = "<protocol>", base_dir: Path | None = None) -> Protocol:
@@ -369,6 +416,9 @@ def dump_protocol(p: Protocol) -> str:
 def expand(p: Protocol) -> Iterator[tuple[int, int, int]]:
     """Work units (arm index, patient index, time index), in a fixed order; each unit gets
     ``sampling.samples_per_patient`` samples."""
+    if p.cohort.size is None:
+        raise ValueError(f"cohort.size of a {p.cohort.source} cohort is known once it is loaded "
+                         "(vtrial.engine.resolve_cohort)")
     for a in range(len(p.arms)):
         for i in range(p.cohort.size):
             for t in range(len(p.schedule.times_h)):

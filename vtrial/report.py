@@ -263,7 +263,7 @@ def write_report(out: Path, protocol, an) -> list[Path]:
               ("Arm comparisons", html_table(an.comparisons, 3)),
               ("Concentration–QTc (linear mixed-effects model)", html_table(an.cqtc.drop("arms"), 4))]
     if an.tdp is not None:
-        t = an.tdp.with_columns(*[pl.col(c).replace_strict({0: "low", 1: "intermediate", 2: "high"}, default=None,
+        t = an.tdp.with_columns(*[pl.col(c).cast(pl.Int64).replace_strict({0: "low", 1: "intermediate", 2: "high"}, default=None,
                                                            return_dtype=pl.Utf8)
                                   for c in ("known", "predicted", "lodo_predicted")])
         tables.append(("TdP risk category", html_table(t)))
