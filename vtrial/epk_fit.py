@@ -1,0 +1,116 @@
+"""Fit the block→ECG map Δ(block) and the drugs' effect-compartment delays to the FDA study ECGRDVQ.
+
+A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the fitting subjects' mean
+pre-dose values) receives each study drug at its study dose: typical-value PK from the drug library →
+free effect-site concentration (rate ke0 per drug) → Hill block (CiPA IC50s) → Δ(block) → ECGSYN beat →
+``measure``. The map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
+(scipy) to the observed mean placebo-corrected change from baseline over the post-dose times:
+ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
+ΔΔQTcF error (weight √30). The T-wave flattening φ is fixed (not identifiable from intervals).
+``subjects`` restricts the fit to some subjects, ``drugs`` to some drugs (a drug left out keeps the
+library's ke0): the out-of-fold and leave-one-drug-out checks of ``vtrial benchmark ecgrdvq``.
+Pure computation (scipy); ``scripts/calibrate_epk.py`` writes the shipped coefficients.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.optimize import least_squares
+
+from vtrial.calibration import effect_site_block, interval_changes, mean_subject
+from vtrial.drugs import get_drug
+from vtrial.ecgrdvq import placebo_corrected
+from vtrial.physiology.epk import EpkCoefficients
+
+DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil")
+WEIGHTS = {"qtcf_ms": 1.0, "jtpeakc_ms": 0.7, "tpte_ms": 0.7, "pr_ms": 0.5, "qrs_ms": 0.5}
+T_FLATTENING = 0.3
+PEAK_WEIGHT = math.sqrt(30.0)
+# name, lower, upper, start (the drugs' log ke0 follow, one per fitted drug)
+MAP_PARAMS = [
+    ("jt_hERG", 0.0, 600.0, 120.0), ("jt_ICaL", -60.0, 0.0, -30.0), ("jt_INaL", -60.0, 0.0, -30.0),
+    ("jt_IKs", 0.0, 600.0, 20.0), ("tp_hERG", 0.0, 600.0, 120.0), ("log_kappa", math.log(0.03), math.log(100.0), 0.0),
+    ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 1.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0),
+    ("pr_ICaL", 0.0, 2000.0, 200.0),
+]
+KE0_BOUNDS = (math.log(0.05), math.log(50.0))
+
+
+@dataclass
+class Observed:
+    """The fitting subjects' mean virtual subject and their mean placebo-corrected changes per drug."""
+
+    base: dict
+    waves0: object
+    obs: dict  # drug → {"time_h", and each WEIGHTS column}
+    doses: dict  # drug → mg
+
+
+@dataclass
+class EpkFit:
+    coef: EpkCoefficients
+    ke0_per_h: dict[str, float]
+    data: Observed
+    cost: float
+
+    def predict(self, drug: str, ke0_per_h: float | None = None) -> dict[str, np.ndarray]:
+        """The mean subject's ΔΔ time courses for ``drug`` at the study dose and times."""
+        k = ke0_per_h if ke0_per_h is not None else self.ke0_per_h[drug]
+        _, block = effect_site_block(get_drug(drug), self.data.doses[drug], self.data.obs[drug]["time_h"], k)
+        return interval_changes(self.data.waves0, block, self.coef)
+
+
+def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS) -> Observed:
+    """``table``: ``vtrial.ecgrdvq.load_clinical_table``'s rows; ``subjects``: the fitting subjects (all)."""
+    df = table if subjects is None else table.filter(pl.col("subject").is_in(list(subjects)))
+    waves0, base = mean_subject(df)
+    dd = placebo_corrected(df, columns=tuple(WEIGHTS) + ("rr_ms",))
+    obs = {}
+    for d in drugs:
+        sub = dd.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).sort("time_h")
+        obs[d] = {"time_h": sub["time_h"].to_numpy(), **{c: sub[f"dd_{c}"].to_numpy() for c in WEIGHTS}}
+    doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in drugs}
+    return Observed(base, waves0, obs, doses)
+
+
+def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
+    p = dict(zip([n for n, *_ in MAP_PARAMS], x))
+    coef = EpkCoefficients(
+        jtpeak_ms={"hERG": p["jt_hERG"], "ICaL": p["jt_ICaL"], "INaL": p["jt_INaL"], "IKs": p["jt_IKs"]},
+        tpte_ms={"hERG": p["tp_hERG"]},
+        qrs_fraction={"INa": p["qrs_INa"]},
+        attenuation={"ICaL": p["att_ICaL"], "INaL": p["att_INaL"]},
+        pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
+        herg_saturation=math.exp(p["log_kappa"]),
+        t_flattening=T_FLATTENING,
+    )
+    return coef, {d: math.exp(v) for d, v in zip(drugs, x[len(MAP_PARAMS):])}
+
+
+def residuals(x, data: Observed, drugs=DRUGS):
+    coef, ke0 = coefficients(x, drugs)
+    res = []
+    for d in drugs:
+        _, block = effect_site_block(get_drug(d), data.doses[d], data.obs[d]["time_h"], ke0[d])
+        pred = interval_changes(data.waves0, block, coef)
+        for c, w in WEIGHTS.items():
+            res.append(w * (pred[f"d_{c}"] - data.obs[d][c]))
+        # the peak ΔΔQTcF is what safety decisions read: weigh its error like three time points
+        res.append(np.atleast_1d(PEAK_WEIGHT * (pred["d_qtcf_ms"].max() - data.obs[d]["qtcf_ms"].max())))
+    r = np.concatenate(res)
+    return np.where(np.isfinite(r), r, 1e3)
+
+
+def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400) -> EpkFit:
+    """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``."""
+    drugs = tuple(drugs)
+    data = observed(table, subjects, drugs)
+    params = MAP_PARAMS + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
+    lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
+    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs), diff_step=1e-2, xtol=1e-10, ftol=1e-10,
+                        x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose, max_nfev=max_nfev)
+    coef, ke0 = coefficients(sol.x, drugs)
+    return EpkFit(coef, ke0, data, float(sol.cost))
