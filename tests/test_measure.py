@@ -87,3 +87,34 @@ def test_missing_p_wave_keeps_beat_valid_with_no_pr():
 def test_bad_shape():
     with pytest.raises(ValueError, match=r"beats must have shape \(B, T\)"):
         measure(np.zeros(10), FS, 1000.0)
+
+
+@pytest.mark.parametrize("herg_block", [0.0, 0.3])
+def test_white_noise_does_not_end_the_t_wave_early(herg_block):
+    """5 µV of white noise (a median beat's residual) on a normal and on a drug-flattened T wave: the
+    steepest slope of a noisy limb must not be a noise spike (it used to cost 8 and 19 ms of QT)."""
+    from vtrial.physiology.epk import apply_block, default_coefficients
+
+    w = Waves.typical(200, 1.0)
+    block = np.zeros((200, 7))
+    block[:, 0] = herg_block
+    w = apply_block(w, block, default_coefficients(), np.ones(200))
+    clean = ecgsyn_beat(w.to_ecgsyn(), 500, (-0.4, 0.8)).double()
+    noisy = clean + torch.as_tensor(0.005 * np.random.default_rng(0).standard_normal(clean.shape))
+    m0, m = measure(clean, 500, 1000.0), measure(noisy, 500, 1000.0)
+    assert abs(np.nanmean(m["qt_ms"] - m0["qt_ms"])) < 3
+    assert np.nanstd(m["qt_ms"] - m0["qt_ms"]) < 3
+    assert abs(np.nanmean(m["pr_ms"] - m0["pr_ms"])) < 2
+
+
+def test_t_end_is_not_taken_from_the_next_p_wave():
+    """A low, broad T at 74 bpm whose tail meets the next beat's P (MIT-BIH record 100's shape)."""
+    w = Waves.typical(1, 0.811)
+    h = w.height_mv.clone()
+    h[:, 4], h[:, 0] = 0.083, 0.105
+    t, s = w.t_ms.clone(), w.sigma_ms.clone()
+    t[:, 4], s[:, 4] = 363.0, 50.0
+    w = w.replace(t_ms=t, sigma_ms=s, height_mv=h)
+    m = measure(ecgsyn_beat(w.to_ecgsyn(), 500, (-0.4, 0.8)), 500, 811.0)
+    # the T wave ends ~2.5 σ after its peak, long before the next P (R + RR − PR ≈ 650 ms)
+    assert 80 < m["tpte_ms"][0] < 160

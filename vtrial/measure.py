@@ -9,7 +9,9 @@ All B beats are measured at once with array operations (no per-beat Python loop)
    maximum; onset and offset are its edges, corrected by half the averaging window.
 3. Isoelectric level: mean over the 20 ms before QRS onset (the PR segment).
 4. T peak: largest deviation from the isoelectric level between J + 60 ms and R + 0.7·RR (either
-   polarity), refined by a parabola.
+   polarity), refined by a parabola. The P and T waves are read on the beat smoothed by a 20-ms moving
+   average, their slopes over ±8 ms (the QRS on the raw beat, ±4 ms): on a noisy limb the steepest raw
+   slope is a noise spike.
 5. P onset: the tangent at the steepest point of the P wave's ascending limb, intersected with the
    isoelectric level; P peak searched between QRS onset − 300 ms and − 30 ms.
 6. T end, tangent method: the tangent at the steepest point of the T wave's descending limb (from the
@@ -38,6 +40,8 @@ P_MIN_MV = 0.02
 QRS_SLOPE_FRACTION = 0.05
 ENVELOPE_MS = 16.0
 SLOPE_HALF_MS = 4.0
+SLOW_SMOOTH_MS = 20.0  # moving-average width for the P and T waves
+SLOW_SLOPE_HALF_MS = 8.0
 
 
 def _masked_argmax(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,36 +145,46 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     pr_seg = (cols >= on_i[:, None] - 20 * ms) & (cols <= on_i[:, None])
     iso = (x * pr_seg).sum(dim=1) / pr_seg.sum(dim=1).clamp(min=1)
 
+    # the slow waves (P, T) are read on the beat smoothed over SLOW_SMOOTH_MS, their tangents from a
+    # central difference over ±SLOW_SLOPE_HALF_MS: the steepest slope of a noisy limb is otherwise a
+    # noise spike, which ends the T wave early (−8 ms QT at 5 µV white noise, −19 ms on a drug-flattened T)
+    sw = max(1, int(round(SLOW_SMOOTH_MS * ms / 2)))
+    padded = torch.nn.functional.pad(x[:, None], (sw, sw), mode="replicate")
+    xs = torch.nn.functional.conv1d(padded, torch.ones(1, 1, 2 * sw + 1, dtype=x.dtype) / (2 * sw + 1))[:, 0]
+    ks = max(1, int(round(SLOW_SLOPE_HALF_MS * ms)))
+    slope_s = torch.zeros_like(x)
+    slope_s[:, ks:-ks] = (xs[:, 2 * ks:] - xs[:, :-2 * ks]) * (fs_hz / (2 * ks))
+
     # 4. T peak
     t_lo = off_i[:, None] + 60 * ms
     t_hi = r_i[:, None] + 0.7 * rr[:, None] * ms
     t_zone = (cols >= t_lo) & (cols <= t_hi)
-    t_dev = (x - iso[:, None]).abs()
+    t_dev = (xs - iso[:, None]).abs()
     tp_i, has_t_zone = _masked_argmax(t_dev, t_zone)
-    t_amp = (_at(x, tp_i) - iso)
+    t_amp = (_at(xs, tp_i) - iso)
     polarity = torch.sign(t_amp)
     tp_pos = _parabolic(t_dev, tp_i)
     no_t = ~has_t_zone | (t_amp.abs() < T_MIN_MV)
 
     # 5. P onset: tangent on the ascending limb of the P wave
     p_zone = (cols >= on_i[:, None] - 300 * ms) & (cols <= on_i[:, None] - 30 * ms)
-    p_dev = (x - iso[:, None]).abs()
+    p_dev = (xs - iso[:, None]).abs()
     pp_i, has_p_zone = _masked_argmax(p_dev, p_zone)
-    p_amp = _at(x, pp_i) - iso
-    p_up = torch.sign(p_amp)[:, None] * slope
+    p_amp = _at(xs, pp_i) - iso
+    p_up = torch.sign(p_amp)[:, None] * slope_s
     rise = (cols < pp_i[:, None]) & (cols >= pp_i[:, None] - 150 * ms) & (cols >= 1)
     pm_i, has_rise = _masked_argmax(p_up, rise)
-    pm_slope = _at(slope, pm_i)
+    pm_slope = _at(slope_s, pm_i)
     pm_pos = _parabolic(p_up, pm_i)
-    pm_val = _at(x, pm_i) + (pm_pos - pm_i.to(x.dtype)) * pm_slope / fs_hz
+    pm_val = _at(xs, pm_i) + (pm_pos - pm_i.to(x.dtype)) * pm_slope / fs_hz
     pon_pos = pm_pos + (iso - pm_val) / pm_slope.where(pm_slope.abs() > 1e-9, torch.full_like(pm_slope, float("nan"))) * fs_hz
     no_p = ~has_p_zone | ~has_rise | (p_amp.abs() < P_MIN_MV) | ~torch.isfinite(pon_pos) | (pon_pos >= on_pos)
 
     # 6. T end: steepest descent back to baseline after the peak, tangent to the isoelectric level
     # the descending limb ends where the wave is back within 10 % of its amplitude of the baseline, so
     # the steepest point is looked for on the T wave itself, not on a following P wave
-    down = -polarity[:, None] * slope
-    back = (polarity[:, None] * (x - iso[:, None]) <= 0.1 * t_amp.abs()[:, None]) & (cols > tp_i[:, None])
+    down = -polarity[:, None] * slope_s
+    back = (polarity[:, None] * (xs - iso[:, None]) <= 0.1 * t_amp.abs()[:, None]) & (cols > tp_i[:, None])
     limb_end = torch.minimum(_first_true_after(back, tp_i), tp_i + int(300 * ms))
     # ... and before the next beat's P peak (one RR after this one's) when the T peak comes before it: a
     # low, broad T at a fast rate may not reach baseline before the P, whose descending limb is not the T's
@@ -179,10 +193,10 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     limb_end = torch.where(before_p, torch.minimum(limb_end, next_pp), limb_end)
     tail = (cols > tp_i[:, None]) & (cols <= limb_end[:, None]) & (cols < n - 1)
     m_i, has_tail = _masked_argmax(down, tail)
-    m_slope = _at(slope, m_i)
+    m_slope = _at(slope_s, m_i)
     m_pos = _parabolic(down, m_i)  # steepest point, sub-sample
     frac = m_pos - m_i.to(x.dtype)
-    m_val = _at(x, m_i) + frac * m_slope / fs_hz
+    m_val = _at(xs, m_i) + frac * m_slope / fs_hz
     tend_pos = m_pos + (iso - m_val) / m_slope.where(m_slope.abs() > 1e-9, torch.full_like(m_slope, float("nan"))) * fs_hz
     bad_tend = ~has_tail | ~torch.isfinite(tend_pos) | (tend_pos <= tp_pos) | (tend_pos > n + 200 * ms) \
         | ((-polarity * m_slope) <= 0)
