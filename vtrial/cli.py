@@ -203,5 +203,54 @@ def data_download(database: str = typer.Argument(..., help="ecgrdvq or ecgdmmld"
         raise typer.Exit(1)
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="vtrial against real studies.")
+app.add_typer(bench_app, name="benchmark")
+
+
+@bench_app.command("ecgrdvq")
+def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding SCR-002.Clinical.Data.csv "
+                                            "(directly or in ecgrdvq/)"),
+                  out: Path = typer.Option(..., "--out", help="folder for ecgrdvq.json and the figure"),
+                  samples: int = typer.Option(64, "--samples", min=20, help="samples per subject and time"),
+                  folds: int = typer.Option(4, "--folds", min=2),
+                  sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
+                                                    help="samplers to score; the first fills the top-level block"),
+                  max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit")):
+    """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
+    import json
+
+    from vtrial.benchmark_ecgrdvq import plot_courses, run_benchmark
+    from vtrial.ecgrdvq import load_clinical_table
+
+    name = "SCR-002.Clinical.Data.csv"
+    table_path = next((p for p in (data / name, data / "ecgrdvq" / name) if p.is_file()), None)
+    if table_path is None:
+        console.print(f"[red]error[/red] {name} not found in {data} or {data / 'ecgrdvq'}", highlight=False)
+        raise typer.Exit(2)
+    unknown = sorted(set(sampler) - {"worldmodel", "mechanistic"})
+    if unknown:
+        console.print(f"[red]error[/red] unknown sampler {unknown}; available: worldmodel, mechanistic", highlight=False)
+        raise typer.Exit(2)
+    table, quirks = load_clinical_table(table_path)
+    result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
+                                    log=lambda m: console.print(m, highlight=False))
+    result["table"] = {"path": str(table_path), "quirks": quirks}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))
+    plot_courses(courses, out / "ecgrdvq_ddqtcf.png")
+    table_ = Table(title="ECGRDVQ out of fold (ms; coverage as a share)")
+    for col in ("sampler", "drug", "peak err", "RMSE", "cov90", "CRPS", "LODO peak err", "C-QTc peak err", "C-QTc CRPS"):
+        table_.add_column(col)
+    for s in sampler:
+        block = result if s == sampler[0] else result[s]
+        for d, v in block["drugs"].items():
+            lodo = v["lodo_peak_ddqtcf_error_ms"]
+            table_.add_row(s, d, f"{v['peak_ddqtcf_error_ms']:+.1f}", f"{v['rmse_ddqtcf_ms']:.1f}", f"{v['coverage90']:.2f}",
+                           f"{v['crps_ms']:.1f}", "—" if lodo is None else f"{lodo:+.1f}",
+                           f"{v['cqtc']['peak_ddqtcf_error_ms']:+.1f}", f"{v['cqtc']['crps_ms']:.1f}")
+    Console().print(table_)
+    console.print(f"wrote {out / 'ecgrdvq.json'} and {out / 'ecgrdvq_ddqtcf.png'}", highlight=False)
+
+
 if __name__ == "__main__":
     app()

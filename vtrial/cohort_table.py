@@ -12,6 +12,7 @@ Subjects without a usable value of some baseline interval are skipped and named 
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ from vtrial.physiology.fit import waves_for_intervals
 
 INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")
 SENSITIVITY_POPULATION = Path(__file__).resolve().parents[1] / "cohorts" / "healthy_adults.yaml"
+
+
+def _id_key(subject) -> int:
+    return int(subject) if isinstance(subject, (int, np.integer)) and subject >= 0 else zlib.crc32(str(subject).encode())
 
 
 def subject_baselines(table: pl.DataFrame) -> pl.DataFrame:
@@ -37,11 +42,21 @@ def subject_baselines(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def cohort_from_table(path: str | Path, seed: int, size: int | None = None) -> tuple[Cohort, dict]:
-    """The cohort of a clinical table (the first ``size`` usable subjects by ID, default all) and its
+    """The cohort of a clinical table file (the first ``size`` usable subjects by ID, default all) and its
     report: source, subjects loaded and skipped (with reasons), the table's quirks handled, QT fit error."""
     path = Path(path)
     table, quirks = load_clinical_table(path)
-    subjects = subject_baselines(table)
+    cohort, report = cohort_from_rows(table, seed, size, where=str(path))
+    return cohort, {**report, "path": str(path), "table_quirks": quirks}
+
+
+def cohort_from_rows(table: pl.DataFrame, seed: int, size: int | None = None, subjects=None,
+                     where: str = "table") -> tuple[Cohort, dict]:
+    """As ``cohort_from_table`` from rows already read (``load_clinical_table``), optionally only the
+    given ``subjects`` (sorted by ID). A subject's drawn sensitivity depends on the seed and its ID alone,
+    not on who else is in the cohort."""
+    path = where
+    subjects = subject_baselines(table if subjects is None else table.filter(pl.col("subject").is_in(list(subjects))))
     skipped = []
     usable = []
     for row in subjects.iter_rows(named=True):
@@ -64,13 +79,13 @@ def cohort_from_table(path: str | Path, seed: int, size: int | None = None) -> t
     qt_err = np.abs(np.asarray(measured["qt_ms"]) - qt_table)
 
     cv = load_population(SENSITIVITY_POPULATION)["sensitivity"]["drug_effect_cv"]
-    rng = np.random.default_rng([seed, COHORT_STREAM, 0x7AB1E])
-    sensitivity = np.exp(np.sqrt(np.log1p(cv**2)) * rng.standard_normal(len(usable)))
+    z = np.array([np.random.default_rng([seed, COHORT_STREAM, 0x7AB1E, _id_key(r["subject"])]).standard_normal()
+                  for r in usable])
+    sensitivity = np.exp(np.sqrt(np.log1p(cv**2)) * z)
     cohort = Cohort(np.array([r["sex"] for r in usable]), np.array([r["age_y"] for r in usable], float),
                     np.array([r["weight_kg"] for r in usable], float), sensitivity, waves)
     report = {
-        "source": "table", "path": str(path), "patients": len(usable),
-        "subjects": [r["subject"] for r in usable], "skipped": skipped, "table_quirks": quirks,
+        "source": "table", "patients": len(usable), "subjects": [r["subject"] for r in usable], "skipped": skipped,
         "qt_fit_error_ms_max": float(np.nanmax(qt_err)) if np.isfinite(qt_err).any() else None,
         "sensitivity": f"drawn, log-normal CV {cv} (not observed in real subjects)",
     }
