@@ -9,7 +9,6 @@ address is given.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
@@ -36,23 +35,29 @@ class RunError(RuntimeError):
 
 # --- work units ---------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4)
-def _cached_cohort(spec_json: str, seed: int, base_dir: str | None, strict: bool):
-    from vtrial.protocol import Cohort as CohortSpec
-
-    return load_cohort(CohortSpec.model_validate_json(spec_json), seed, Path(base_dir) if base_dir else None, strict)
+_COHORTS: dict[tuple, tuple] = {}  # loaded cohorts of this process, by (spec, seed, base_dir, strict)
 
 
 def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: bool = False):
-    """(protocol with ``cohort.size`` filled in, cohort, cohort report). Loading a table or WFDB cohort
-    is done once per process and spec (``build_units`` asks again)."""
-    try:
-        cohort, report = _cached_cohort(protocol.cohort.model_dump_json(), protocol.seed,
-                                        str(base_dir) if base_dir else None, strict)
-    except (ValueError, FileNotFoundError) as exc:
-        raise RunError(f"cohort: {exc}") from None
-    if protocol.cohort.size is None:
-        protocol = protocol.replace(cohort=protocol.cohort.model_copy(update={"size": cohort.size}))
+    """(protocol with ``cohort.size`` filled in, cohort, cohort report). A table or WFDB cohort is loaded
+    once per process: the resolved protocol (size filled in, strict or not when nothing was skipped)
+    finds it again (``build_units``)."""
+    
+    def key(spec, strict_):
+        return spec.model_dump_json(), protocol.seed, str(base_dir) if base_dir else None, strict_
+
+    spec = protocol.cohort
+    if key(spec, strict) not in _COHORTS:
+        try:
+            _COHORTS[key(spec, strict)] = load_cohort(spec, protocol.seed, base_dir, strict)
+        except (ValueError, FileNotFoundError) as exc:
+            raise RunError(f"cohort: {exc}") from None
+    cohort, report = _COHORTS[key(spec, strict)]
+    if spec.size is None:
+        spec = spec.model_copy(update={"size": cohort.size})
+        protocol = protocol.replace(cohort=spec)
+    for s in (strict, False, True) if not report.get("skipped") else (strict,):
+        _COHORTS.setdefault(key(spec, s), (cohort, report))
     return protocol, cohort, report
 
 
