@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from scipy import stats
 
 from vtrial.cohort_table import cohort_from_rows
 from vtrial.drugs import get_drug
+from vtrial.engine import unit_table
 from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients
@@ -72,27 +74,18 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
         if d == "placebo":
             continue
         drug = get_drug(d)
-        typical = drug.pk_params()
-        typical = type(typical)(**{**typical.__dict__, "ke0_per_h": ke0[d]})
+        typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
         for i, sid in enumerate(ids):
             rng = np.random.default_rng([seed, PK_STREAM, int(sid), zlib.crc32(d.encode())])
             p = sample_individuals(typical, drug.variability(), 1, rng)
             exp = concentrations(p, [Dose(0.0, doses[d], "oral")], times_h)
             conc[a, i] = exp.conc_free_nM[0]
             block[a, i] = hill_block(exp.conc_effect_free_nM[0], drug.ic50_vector, drug.hill_vector)
-    a_idx, p_idx, t_idx = (x.ravel() for x in np.meshgrid(np.arange(len(TREATMENTS)), np.arange(n), np.arange(n_t),
-                                                         indexing="ij"))
-    w = cohort.waves
-    return {"arm_idx": a_idx.astype(np.int32), "patient": ids[p_idx].astype(np.int64), "time_idx": t_idx.astype(np.int32),
-            "time_h": times_h[t_idx], "conc_free_nM": conc[a_idx, p_idx, t_idx], "block": block[a_idx, p_idx, t_idx],
-            "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx], "height_mv": w.height_mv.numpy()[p_idx],
-            "rr_s": w.rr_s.numpy()[p_idx], "sensitivity": cohort.sensitivity[p_idx],
-            "female": (cohort.sex == "F").astype(np.float64)[p_idx], "age_y": cohort.age_y[p_idx],
-            "weight_kg": cohort.weight_kg[p_idx]}
+    return unit_table(cohort, conc, block, times_h, patient_ids=ids)
 
 
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
-             samples: int, seed: int, times_h, batch: int = 512) -> pl.DataFrame:
+             samples: int, seed: int, times_h, batch: int = 512) -> pl.DataFrame:  # batch: units per call
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
     subjects under the five periods. ``coef`` drives the mechanistic sampler; the world model carries its
     own map."""
@@ -329,8 +322,6 @@ def targets(result: dict) -> dict:
     """The issue's targets, checked on each sampler block."""
     out = {}
     for name, block in [("default", result)] + [(k, v) for k, v in result.items() if isinstance(v, dict) and "drugs" in v]:
-        if "drugs" not in block:
-            continue
         d = block["drugs"]
         out[name] = {
             "peak_error_le_5ms": {k: abs(v["peak_ddqtcf_error_ms"]) <= 5 for k, v in d.items()},

@@ -64,15 +64,21 @@ def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: boo
 def build_units(protocol: Protocol, base_dir: Path | None = None) -> dict[str, np.ndarray]:
     """All work units of a trial, one row per (arm, patient, time), in ``expand`` order."""
     _, cohort, _ = resolve_cohort(protocol, base_dir)
-    n, n_t, n_a = cohort.size, len(protocol.schedule.times_h), len(protocol.arms)
-    conc, block = zip(*(arm_exposure(protocol, arm, n) for arm in protocol.arms))
-    conc = np.stack(conc)  # (A, N, T)
-    block = np.stack(block)  # (A, N, T, 7)
+    conc, block = zip(*(arm_exposure(protocol, arm, cohort.size) for arm in protocol.arms))
+    return unit_table(cohort, np.stack(conc), np.stack(block), protocol.schedule.times_h)
+
+
+def unit_table(cohort, conc: np.ndarray, block: np.ndarray, times_h, patient_ids=None) -> dict[str, np.ndarray]:
+    """Work units (arm, patient, time) in ``expand`` order from a cohort and its exposures: ``conc``
+    (A, N, T) free nM, ``block`` (A, N, T, 7). ``patient``: the index, or ``patient_ids`` (e.g. a study's
+    subject IDs, which then key each unit's randomness)."""
+    n_a, n, n_t = conc.shape
     a_idx, p_idx, t_idx = (x.ravel() for x in np.meshgrid(np.arange(n_a), np.arange(n), np.arange(n_t), indexing="ij"))
     w = cohort.waves
+    patient = p_idx.astype(np.int32) if patient_ids is None else np.asarray(patient_ids, np.int64)[p_idx]
     return {
-        "arm_idx": a_idx.astype(np.int32), "patient": p_idx.astype(np.int32), "time_idx": t_idx.astype(np.int32),
-        "time_h": np.asarray(protocol.schedule.times_h, float)[t_idx],
+        "arm_idx": a_idx.astype(np.int32), "patient": patient, "time_idx": t_idx.astype(np.int32),
+        "time_h": np.asarray(times_h, float)[t_idx],
         "conc_free_nM": conc[a_idx, p_idx, t_idx],
         "block": block[a_idx, p_idx, t_idx],
         "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx],
