@@ -41,7 +41,8 @@ def test_replica_protocol_runs_the_22_subjects(shared_data, tmp_path):
 
 def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path),
-                                   "--folds", "2", "--samples", "20", "--max-nfev", "3", "--sampler", "mechanistic"])
+                                   "--folds", "2", "--samples", "20", "--max-nfev", "3", "--draws", "2",
+                                   "--sampler", "mechanistic"])
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "ecgrdvq.json").read_text())
     assert set(r["drugs"]) == {"dofetilide", "quinidine", "ranolazine", "verapamil"}

@@ -10,7 +10,8 @@ of fold.
    with their variability (literature, not fitted to this study); the between-subject drug sensitivity
    is the cohort's (not refitted).
 3. The test subjects, each a virtual patient with their own pre-dose intervals (``cohort_from_rows``),
-   take the five periods at the study's doses and times; S samples per subject and time.
+   take the five periods at the study's doses and times; S samples per subject and time, spread over
+   16 draws of the subject's PK and drug sensitivity, which the fit cannot know for a new subject.
 4. Compared with what was measured, per drug: the peak of the mean ΔΔQTcF time course (predicted minus
    observed) and its RMSE over the post-dose times, from the pooled out-of-fold predictions of all
    subjects; per ECG, coverage of the 90 % predictive interval of ΔQTcF (change from the subject's own
@@ -40,18 +41,21 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from vtrial.cohort_table import cohort_from_rows
+from vtrial.cohort import Cohort, load_population
+from vtrial.cohort_table import SENSITIVITY_POPULATION, cohort_from_rows
 from vtrial.drugs import get_drug
 from vtrial.engine import unit_table
 from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
+from vtrial.physiology.waves import Waves
 from vtrial.scoring import crps_ensemble, interval_coverage
 
 SPLIT_SEED = 20140101
 TREATMENTS = ("placebo",) + DRUGS
 PK_STREAM = 0x9C1
+SENSITIVITY_STREAM = 0x5E45
 
 
 def split_subjects(subjects, folds: int, seed: int = SPLIT_SEED) -> list[list]:
@@ -61,13 +65,23 @@ def split_subjects(subjects, folds: int, seed: int = SPLIT_SEED) -> list[list]:
     return [sorted(subjects[i] for i in part) for part in np.array_split(order, folds)]
 
 
-def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.ndarray, seed: int) -> dict:
-    """Work units (treatment, subject, time) for the study's periods; PK drawn per subject and drug from
-    seeds that depend on the subject's ID alone."""
+def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.ndarray, seed: int,
+           draws: int) -> dict:
+    """Work units (treatment, subject × draw, time) for the study's periods. A test subject's baseline is
+    their own, but their PK and drug sensitivity are unknown: each of ``draws`` copies gets its own
+    draw of both (library PK variability; the cohort's sensitivity CV), from seeds that depend on the
+    subject's ID alone. Unit key: ID × 1000 + draw."""
     cohort, _ = cohort_from_rows(table, seed, subjects=subjects)
-    ids = np.asarray(sorted(subjects))
+    ids = np.asarray(sorted(subjects), np.int64)
+    row = np.repeat(np.arange(len(ids)), draws)
+    keys = ids[row] * 1000 + np.tile(np.arange(draws), len(ids))
+    cv = load_population(SENSITIVITY_POPULATION)["sensitivity"]["drug_effect_cv"]
+    z = np.concatenate([np.random.default_rng([seed, SENSITIVITY_STREAM, int(i)]).standard_normal(draws) for i in ids])
+    w = cohort.waves
+    copies = Cohort(cohort.sex[row], cohort.age_y[row], cohort.weight_kg[row], np.exp(np.sqrt(np.log1p(cv**2)) * z),
+                    Waves(w.t_ms[row], w.sigma_ms[row], w.height_mv[row], w.rr_s[row]))
     doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in DRUGS}
-    n, n_t = len(ids), len(times_h)
+    n, n_t = len(keys), len(times_h)
     conc = np.zeros((len(TREATMENTS), n, n_t))
     block = np.zeros((len(TREATMENTS), n, n_t, 7))
     for a, d in enumerate(TREATMENTS):
@@ -75,37 +89,42 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
             continue
         drug = get_drug(d)
         typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
-        for i, sid in enumerate(ids):
+        for j, sid in enumerate(ids):
             rng = np.random.default_rng([seed, PK_STREAM, int(sid), zlib.crc32(d.encode())])
-            p = sample_individuals(typical, drug.variability(), 1, rng)
-            exp = concentrations(p, [Dose(0.0, doses[d], "oral")], times_h)
-            conc[a, i] = exp.conc_free_nM[0]
-            block[a, i] = hill_block(exp.conc_effect_free_nM[0], drug.ic50_vector, drug.hill_vector)
-    return unit_table(cohort, conc, block, times_h, patient_ids=ids)
+            exp = concentrations(sample_individuals(typical, drug.variability(), draws, rng),
+                                 [Dose(0.0, doses[d], "oral")], times_h)
+            rows = slice(j * draws, (j + 1) * draws)
+            conc[a, rows] = exp.conc_free_nM
+            block[a, rows] = hill_block(exp.conc_effect_free_nM, drug.ic50_vector, drug.hill_vector)
+    return unit_table(copies, conc, block, times_h, patient_ids=keys)
 
 
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
-             samples: int, seed: int, times_h, batch: int = 512) -> pl.DataFrame:  # batch: units per call
+             samples: int, seed: int, times_h, draws: int = 16, batch: int = 2048) -> pl.DataFrame:
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
-    subjects under the five periods. ``coef`` drives the mechanistic sampler; the world model carries its
+    subjects under the five periods: ``samples`` per subject and time, spread over ``draws`` draws of the
+    subject's unknown PK and sensitivity (a predictive distribution for a subject the fit never saw);
+    ``batch`` units per sampler call. ``coef`` drives the mechanistic sampler; the world model carries its
     own map."""
     times_h = np.asarray(times_h, float)
-    units = _units(table, subjects, ke0, times_h, seed)
+    draws = min(draws, samples)
+    units = _units(table, subjects, ke0, times_h, seed, draws)
+    per_draw = -(-samples // draws)  # ceil: at least ``samples`` per subject and time
     if sampler == "mechanistic":
         from vtrial.sampler import MechanisticSampler
 
-        smp = MechanisticSampler(samples, coef=coef)
+        smp = MechanisticSampler(per_draw, coef=coef)
     else:
         from vtrial.model.worldmodel import WorldModelSampler
 
-        smp = WorldModelSampler(samples)
+        smp = WorldModelSampler(per_draw)
     parts = []
     n = len(units["patient"])
     for lo in range(0, n, batch):
         sl = {k: v[lo:lo + batch] for k, v in units.items()}
         r = smp.sample(sl, seed)
         parts.append(pl.DataFrame({
-            "subject": r["patient"], "treatment": np.asarray(TREATMENTS)[r["arm_idx"]], "time_h": r["time_h"],
+            "subject": r["patient"] // 1000, "treatment": np.asarray(TREATMENTS)[r["arm_idx"]], "time_h": r["time_h"],
             "sample": r["sample"], "qtcf_ms": r["qtcf_ms"], "jtpeakc_ms": r["jtpeakc_ms"], "tpte_ms": r["tpte_ms"],
             "valid": r["valid"]}))
     return pl.concat(parts).with_columns(pl.col("subject").cast(pl.Int64))
@@ -181,10 +200,10 @@ def score_sampler(delta: pl.DataFrame, table: pl.DataFrame, subjects) -> tuple[d
         obs_course = ddqtcf_course(obs, d)
         courses[d] = (course, obs_course)
         ecg = obs.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).drop_nulls("dqtcf_ms")
-        draws = delta.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).group_by("subject", "time_h").agg(
+        by_ecg = delta.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).group_by("subject", "time_h").agg(
             pl.col("dqtcf_ms"), pl.col("qtcf_ms").mean().alias("qtcf_pred"),
             pl.col("jtpeakc_ms").mean().alias("jtpeakc_pred"), pl.col("tpte_ms").mean().alias("tpte_pred"))
-        j = ecg.join(draws, on=["subject", "time_h"], suffix="_pred")
+        j = ecg.join(by_ecg, on=["subject", "time_h"], suffix="_pred")
         s = np.array([np.asarray(x, float) for x in j["dqtcf_ms_pred"].to_list()])
         y = j["dqtcf_ms"].to_numpy()
         clean = np.where(np.isfinite(s), s, np.nanmean(s, axis=1, keepdims=True))
@@ -256,8 +275,8 @@ def score_cqtc(pred: pl.DataFrame, table: pl.DataFrame, subjects, drug: str) -> 
 
 # --- the whole benchmark -----------------------------------------------------------------------------
 
-def run_benchmark(table: pl.DataFrame, samples: int = 32, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
-                  max_nfev: int = 400, log=print) -> tuple[dict, dict]:
+def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
+                  max_nfev: int = 400, draws: int = 16, log=print) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure)."""
     subjects = sorted(table["subject"].unique().to_list())
     times_h = np.asarray(sorted(table["time_h"].unique().to_list()), float)
@@ -275,14 +294,14 @@ def run_benchmark(table: pl.DataFrame, samples: int = 32, folds: int = 4, seed: 
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
         for s in samplers:
             log(f"fold {k + 1}/{folds}: {s} sampler on {len(test)} test subjects")
-            delta = _predicted_deltas(simulate(table, test, f.coef, f.ke0_per_h, s, samples, seed, times_h))
+            delta = _predicted_deltas(simulate(table, test, f.coef, f.ke0_per_h, s, samples, seed, times_h, draws))
             delta, extra = apply_variability(delta, var, seed + k)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra
             preds[s].append(delta)
         for d in DRUGS:
             cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d)[0])
 
-    result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "seed": seed,
+    result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "folds_detail": fold_fits}}
     courses = {}
     cqtc_scores = {}
@@ -295,7 +314,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 32, folds: int = 4, seed: 
             log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
             f = fit(table, None, rest, max_nfev=max_nfev)
             ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
-            pred = simulate(table, subjects, f.coef, ke0, "mechanistic", samples, seed, times_h)
+            pred = simulate(table, subjects, f.coef, ke0, "mechanistic", samples, seed, times_h, draws)
             course = ddqtcf_course(_predicted_deltas(pred), d)
             lodo[d] = _course_scores(course, ddqtcf_course(_observed_ecgs(table, subjects), d))["peak_ddqtcf_error_ms"]
     for s in samplers:

@@ -215,7 +215,9 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   folds: int = typer.Option(4, "--folds", min=2),
                   sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
-                  max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit")):
+                  max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
+                  draws: int = typer.Option(16, "--draws", min=1, help="draws of each test subject's PK and drug "
+                                            "sensitivity the samples are spread over")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -233,7 +235,7 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
         raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
-                                    log=lambda m: console.print(m, highlight=False))
+                                    draws=draws, log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))
