@@ -35,35 +35,22 @@ class RunError(RuntimeError):
 
 # --- work units ---------------------------------------------------------------------------------------
 
-_COHORTS: dict[tuple, tuple] = {}  # loaded cohorts of this process, by (spec, seed, base_dir, strict)
-
-
 def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: bool = False):
-    """(protocol with ``cohort.size`` filled in, cohort, cohort report). A table or WFDB cohort is loaded
-    once per process: the resolved protocol (size filled in, strict or not when nothing was skipped)
-    finds it again (``build_units``)."""
-    
-    def key(spec, strict_):
-        return spec.model_dump_json(), protocol.seed, str(base_dir) if base_dir else None, strict_
-
-    spec = protocol.cohort
-    if key(spec, strict) not in _COHORTS:
-        try:
-            _COHORTS[key(spec, strict)] = load_cohort(spec, protocol.seed, base_dir, strict)
-        except (ValueError, FileNotFoundError) as exc:
-            raise RunError(f"cohort: {exc}") from None
-    cohort, report = _COHORTS[key(spec, strict)]
-    if spec.size is None:
-        spec = spec.model_copy(update={"size": cohort.size})
-        protocol = protocol.replace(cohort=spec)
-    for s in (strict, False, True) if not report.get("skipped") else (strict,):
-        _COHORTS.setdefault(key(spec, s), (cohort, report))
+    """Load the protocol's cohort: (protocol with ``cohort.size`` filled in, cohort, cohort report)."""
+    try:
+        cohort, report = load_cohort(protocol.cohort, protocol.seed, base_dir, strict)
+    except (ValueError, FileNotFoundError) as exc:
+        raise RunError(f"cohort: {exc}") from None
+    if protocol.cohort.size is None:
+        protocol = protocol.replace(cohort=protocol.cohort.model_copy(update={"size": cohort.size}))
     return protocol, cohort, report
 
 
-def build_units(protocol: Protocol, base_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """All work units of a trial, one row per (arm, patient, time), in ``expand`` order."""
-    _, cohort, _ = resolve_cohort(protocol, base_dir)
+def build_units(protocol: Protocol, base_dir: Path | None = None, cohort=None) -> dict[str, np.ndarray]:
+    """All work units of a trial, one row per (arm, patient, time), in ``expand`` order; ``cohort``: the
+    protocol's cohort when already loaded (a table or WFDB cohort costs seconds to load and fit)."""
+    if cohort is None:
+        _, cohort, _ = resolve_cohort(protocol, base_dir)
     conc, block = zip(*(arm_exposure(protocol, arm, cohort.size) for arm in protocol.arms))
     return unit_table(cohort, np.stack(conc), np.stack(block), protocol.schedule.times_h)
 
@@ -262,7 +249,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     out = Path(out or protocol.output.dir)
     timings = {}
     t0 = time.perf_counter()
-    protocol, _, cohort_report = resolve_cohort(protocol, base_dir, strict)
+    protocol, cohort, cohort_report = resolve_cohort(protocol, base_dir, strict)
     timings["cohort_s"] = time.perf_counter() - t0
     check_output(out, protocol, resume)
 
@@ -275,7 +262,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
             raise RunError(f"sampling.checkpoint: {exc}") from None
 
     t0 = time.perf_counter()
-    units = build_units(protocol, base_dir)
+    units = build_units(protocol, base_dir, cohort)
     slices = batch_slices(len(units["patient"]), protocol.compute.batch_size)
     todo = [i for i in range(len(slices)) if i not in store.done_parts(out)]
     timings["plan_s"] = time.perf_counter() - t0
@@ -318,7 +305,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     return finish_run(out, protocol, base_dir, track=track, extra_info={
         "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
         "batches_by_node": nodes_used, "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
-        timings=timings, warnings=cohort_warnings(cohort_report))
+        timings=timings, warnings=cohort_warnings(cohort_report), units=units)
 
 
 def cohort_warnings(report: dict) -> list[str]:
@@ -341,10 +328,11 @@ def example_units(units: dict[str, np.ndarray], summary: pl.DataFrame, patient: 
     return {k: v[keep] for k, v in units.items()}
 
 
-def write_example_beats(out: Path, protocol: Protocol, summary: pl.DataFrame, base_dir: Path | None) -> Path:
+def write_example_beats(out: Path, protocol: Protocol, summary: pl.DataFrame, base_dir: Path | None,
+                        units: dict[str, np.ndarray] | None = None) -> Path:
     """Re-sample the example units with the run's sampler and seed: per-unit randomness makes these the
-    very samples in the tables."""
-    units = example_units(build_units(protocol, base_dir), summary)
+    very samples in the tables. ``units``: the run's work units, when the caller has them."""
+    units = example_units(units if units is not None else build_units(protocol, base_dir), summary)
     sampler = make_sampler(protocol, "cpu", base_dir)
     beats, _ = sampler.beats(units, protocol.seed)
     s = protocol.sampling.samples_per_patient
@@ -367,9 +355,9 @@ def write_tables(out: Path, protocol: Protocol, an) -> list[Path]:
 
 def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, track: bool = True,
                extra_info: dict | None = None, timings: dict | None = None,
-               warnings: list[str] | None = None) -> "TrialResult":
+               warnings: list[str] | None = None, units: dict[str, np.ndarray] | None = None) -> "TrialResult":
     """Tables, example beats, report and MLflow run of a run folder whose samples are complete;
-    ``warnings`` (e.g. skipped cohort records) join the analysis's."""
+    ``warnings`` (e.g. skipped cohort records) join the analysis's; ``units``: the run's work units."""
     from vtrial.analysis import analyse
     from vtrial.report import write_report
 
@@ -379,7 +367,7 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
     an.warnings[:0] = list(warnings or [])
     h, s = protocol.content_hash, protocol.seed
     paths = write_tables(out, protocol, an)
-    paths.append(write_example_beats(out, protocol, an.summary, base_dir))
+    paths.append(write_example_beats(out, protocol, an.summary, base_dir, units))
     paths += write_report(out, protocol, an)
     timings["aggregate_s"] = time.perf_counter() - t0
     info = {"protocol_hash": h, "seed": s, **(extra_info or {}), "timings_s": timings, "warnings": an.warnings}
