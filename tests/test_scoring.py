@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vtrial.scoring import calibration, crps_ensemble, interval_coverage, reliability_table
+from vtrial.scoring import calibration, crps_ensemble, crps_gaussian, interval_coverage, reliability_table
 
 
 def toy(n=3000, s=200, spread=1.0, seed=0):
@@ -47,6 +47,8 @@ def test_crps_matches_the_gaussian_closed_form():
     from scipy.stats import norm
     exact = y * (2 * norm.cdf(y) - 1) + 2 * norm.pdf(y) - 1 / np.sqrt(np.pi)
     assert crps_ensemble(samples, y)[0] == pytest.approx(exact[0], abs=0.01)
+    assert crps_gaussian(np.zeros(1), np.ones(1), y)[0] == pytest.approx(exact[0], abs=1e-12)
+    assert crps_gaussian(np.full(1, 3.0), np.full(1, 2.0), 3.0 + 2 * y)[0] == pytest.approx(2 * exact[0], abs=1e-12)
 
 
 def test_reliability_table_counts_every_forecast():

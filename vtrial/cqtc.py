@@ -18,13 +18,33 @@ import polars as pl
 from scipy import stats
 
 
+def fit_mixed(formula: str, data, groups, slope: str = "c"):
+    """statsmodels MixedLM with subject random intercept and ``slope``, falling back to a random
+    intercept when that fit fails, does not converge or warns of a singular or unconverged fit.
+    Returns (result or None, "~c" or "~1", the messages met on the way)."""
+    import statsmodels.formula.api as smf
+
+    caught = []
+    for re_formula in (f"~{slope}", "~1"):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                fit = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula).fit(reml=True)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                caught.append(f"{re_formula}: {exc}")
+                continue
+        msgs = [str(x.message) for x in w if "converge" in str(x.message).lower() or "singular" in str(x.message).lower()]
+        if fit.converged and not (re_formula != "~1" and msgs):
+            return fit, re_formula, caught + msgs
+        caught += [f"{re_formula}: {m}" for m in msgs] or [f"{re_formula}: did not converge"]
+    return None, None, caught
+
+
 def fit_cqtc(data: pl.DataFrame) -> dict:
     """``data``: rows with patient, time_idx, conc_free_nM, dqtcf_ms_mean, qtcf_ms_base and trt (0/1).
 
     Returns slope (ms/nM) with 90% CI, the treatment effect, the geometric-mean Cmax (nM) and the
     predicted ΔΔQTcF there with its 90% CI, n, the random-effects structure used and any fit warnings."""
-    import statsmodels.formula.api as smf
-
     d = data.drop_nulls(["conc_free_nM", "dqtcf_ms_mean", "qtcf_ms_base"]).to_pandas()
     if len(d) < 10 or d["conc_free_nM"].max() <= 0:
         return {"status": "too few observations with drug", "n_obs": len(d)}
@@ -37,21 +57,7 @@ def fit_cqtc(data: pl.DataFrame) -> dict:
     d["time"] = d["time_idx"].astype(str)
     has_placebo = bool((d["trt"] == 0).any())
     formula = "dqtcf_ms_mean ~ c + C(time) + base_c" + (" + trt" if has_placebo else "")
-    caught, result, random = [], None, None
-    for re_formula in ("~c", "~1"):
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            try:
-                fit = smf.mixedlm(formula, d, groups=d["patient"], re_formula=re_formula).fit(reml=True)
-            except (np.linalg.LinAlgError, ValueError) as exc:
-                caught.append(f"{re_formula}: {exc}")
-                continue
-        msgs = [str(x.message) for x in w if "converge" in str(x.message).lower() or "singular" in str(x.message).lower()]
-        if fit.converged and not (re_formula == "~c" and msgs):
-            result, random = fit, re_formula
-            caught += msgs
-            break
-        caught += [f"{re_formula}: {m}" for m in msgs] or [f"{re_formula}: did not converge"]
+    result, random, caught = fit_mixed(formula, d, d["patient"])
     if result is None:
         return {"status": "fit failed: " + "; ".join(caught), "n_obs": len(d)}
     names = list(result.fe_params.index)

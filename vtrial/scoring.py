@@ -36,6 +36,14 @@ def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return term1 - term2
 
 
+def crps_gaussian(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """CRPS of each observation under a Normal(mean, sd) predictive distribution (closed form)."""
+    from scipy import stats
+
+    z = (np.asarray(truth, float) - mean) / sd
+    return sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+
+
 def brier(prob: np.ndarray, outcome: np.ndarray) -> float:
     ok = np.isfinite(prob)
     return float(np.mean((prob[ok] - outcome[ok].astype(float)) ** 2))
