@@ -32,7 +32,6 @@ figure (that needs a retrained model).
 from __future__ import annotations
 
 import math
-import warnings
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -41,16 +40,16 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from vtrial.cohort import Cohort, load_population
-from vtrial.cohort_table import SENSITIVITY_POPULATION, cohort_from_rows
+from vtrial.cohort import Cohort, lognormal_sensitivity, real_subject_sensitivity_cv
+from vtrial.cohort_table import cohort_from_rows
+from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
 from vtrial.engine import unit_table
 from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
-from vtrial.physiology.waves import Waves
-from vtrial.scoring import crps_ensemble, interval_coverage
+from vtrial.scoring import crps_ensemble, crps_gaussian, interval_coverage
 
 SPLIT_SEED = 20140101
 TREATMENTS = ("placebo",) + DRUGS
@@ -75,11 +74,9 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
     ids = np.asarray(sorted(subjects), np.int64)
     row = np.repeat(np.arange(len(ids)), draws)
     keys = ids[row] * 1000 + np.tile(np.arange(draws), len(ids))
-    cv = load_population(SENSITIVITY_POPULATION)["sensitivity"]["drug_effect_cv"]
     z = np.concatenate([np.random.default_rng([seed, SENSITIVITY_STREAM, int(i)]).standard_normal(draws) for i in ids])
-    w = cohort.waves
-    copies = Cohort(cohort.sex[row], cohort.age_y[row], cohort.weight_kg[row], np.exp(np.sqrt(np.log1p(cv**2)) * z),
-                    Waves(w.t_ms[row], w.sigma_ms[row], w.height_mv[row], w.rr_s[row]))
+    copies = Cohort(cohort.sex[row], cohort.age_y[row], cohort.weight_kg[row],
+                    lognormal_sensitivity(z, real_subject_sensitivity_cv()), cohort.waves.index(row))
     doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in DRUGS}
     n, n_t = len(keys), len(times_h)
     conc = np.zeros((len(TREATMENTS), n, n_t))
@@ -228,35 +225,22 @@ def _cqtc_frame(obs: pl.DataFrame, drug: str) -> pl.DataFrame:
         pl.col("time_h").cast(pl.Utf8).alias("time")).drop_nulls("dqtcf_ms")
 
 
-def cqtc_predict(train: pl.DataFrame, test: pl.DataFrame, drug: str) -> tuple[pl.DataFrame, dict]:
-    """Fit the C-QTc model on ``train`` ECGs (drug + placebo); the test ECGs' predictive mean and SD."""
-    import statsmodels.formula.api as smf
-
+def cqtc_predict(train: pl.DataFrame, test: pl.DataFrame, drug: str) -> pl.DataFrame:
+    """Fit the C-QTc model on ``train`` ECGs (drug + placebo; ``vtrial.cqtc.fit_mixed``, as the trial
+    tables' C-QTc); the test ECGs' predictive mean and SD."""
     tr, te = _cqtc_frame(train, drug), _cqtc_frame(test, drug)
     scale = float(tr.filter(pl.col("trt") == 1)["conc"].max() or 1.0)
     d = tr.with_columns((pl.col("conc") / scale).alias("c")).to_pandas()
-    formula = "dqtcf_ms ~ c + C(time) + base_c + trt"
-    result, random = None, None
-    for re_formula in ("~c", "~1"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                m = smf.mixedlm(formula, d, groups=d["subject"], re_formula=re_formula).fit(reml=True)
-            except (np.linalg.LinAlgError, ValueError):
-                continue
-        if m.converged:
-            result, random = m, re_formula
-            break
+    result, _, messages = fit_mixed("dqtcf_ms ~ c + C(time) + base_c + trt", d, d["subject"])
     if result is None:
-        raise RuntimeError(f"C-QTc fit failed for {drug}")
+        raise RuntimeError(f"C-QTc fit failed for {drug}: {'; '.join(messages)}")
     e = te.with_columns((pl.col("conc") / scale).alias("c")).to_pandas()
     mean = np.asarray(result.predict(e), float)
     cov_re = np.asarray(result.cov_re, float)
     c = e["c"].to_numpy()
     var_re = cov_re[0, 0] + (c**2 * cov_re[1, 1] + 2 * c * cov_re[0, 1] if cov_re.shape[0] == 2 else 0.0)
     sd = np.sqrt(var_re + float(result.scale))
-    out = te.with_columns(pl.Series("pred_mean", mean), pl.Series("pred_sd", sd))
-    return out, {"random_effects": "intercept + slope" if random == "~c" else "intercept"}
+    return te.with_columns(pl.Series("pred_mean", mean), pl.Series("pred_sd", sd))
 
 
 def score_cqtc(pred: pl.DataFrame, table: pl.DataFrame, subjects, drug: str) -> tuple[dict, tuple]:
@@ -264,8 +248,7 @@ def score_cqtc(pred: pl.DataFrame, table: pl.DataFrame, subjects, drug: str) -> 
     z = stats.norm.ppf(0.95)
     act = pred.filter(pl.col("trt") == 1)
     y, mu, sd = (act[c].to_numpy() for c in ("dqtcf_ms", "pred_mean", "pred_sd"))
-    zz = (y - mu) / sd
-    crps = sd * (zz * (2 * stats.norm.cdf(zz) - 1) + 2 * stats.norm.pdf(zz) - 1 / math.sqrt(math.pi))
+    crps = crps_gaussian(mu, sd, y)
     course = ddqtcf_course(pred.select("subject", "treatment", "time_h", pl.col("pred_mean").alias("dqtcf_ms")), drug)
     obs_course = ddqtcf_course(obs, drug)
     return {**_course_scores(course, obs_course),
@@ -299,7 +282,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             fold_fits[-1]["added_noise_sd_ms"][s] = extra
             preds[s].append(delta)
         for d in DRUGS:
-            cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d)[0])
+            cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d))
 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "folds_detail": fold_fits}}

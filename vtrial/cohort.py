@@ -17,6 +17,7 @@ from vtrial.physiology.fit import waves_for_intervals
 from vtrial.physiology.waves import Waves
 
 COHORT_STREAM = 0xC0407  # seed-sequence key of the cohort draw
+HEALTHY_ADULTS = Path(__file__).resolve().parents[1] / "cohorts" / "healthy_adults.yaml"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,17 @@ def load_population(path: str | Path) -> dict:
     return spec
 
 
+def lognormal_sensitivity(z, cv: float) -> np.ndarray:
+    """Drug-effect sensitivity from standard normal draws ``z``: log-normal, median 1, coefficient of
+    variation ``cv``."""
+    return np.exp(np.sqrt(np.log1p(cv**2)) * np.asarray(z, float))
+
+
+def real_subject_sensitivity_cv() -> float:
+    """The CV used for real subjects, whose sensitivity is not observed: the healthy-adult population's."""
+    return float(load_population(HEALTHY_ADULTS)["sensitivity"]["drug_effect_cv"])
+
+
 def _normal(rng, d: dict, n: int) -> np.ndarray:
     lo = d.get("min", d["mean"] - 3 * d["sd"])
     hi = d.get("max", d["mean"] + 3 * d["sd"])
@@ -64,8 +76,7 @@ def sample_cohort(spec: dict, size: int, seed: int) -> Cohort:
     jtpc = _normal(rng, base["jtpeakc_ms"], size) + female * base.get("female_jtpeakc_offset_ms", 0.0)
     tpte = _normal(rng, base["tpte_ms"], size)
     t_height = np.clip(_normal(rng, base["t_height_mv"], size), 0.08, None)
-    cv = spec["sensitivity"]["drug_effect_cv"]
-    sensitivity = np.exp(np.sqrt(np.log1p(cv**2)) * rng.standard_normal(size))
+    sensitivity = lognormal_sensitivity(rng.standard_normal(size), spec["sensitivity"]["drug_effect_cv"])
     jtp = jtpc * (rr / 1000.0) ** 0.58
     start = Waves.typical(size)
     h = start.height_mv.clone()

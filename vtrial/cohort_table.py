@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vtrial.cohort import COHORT_STREAM, Cohort, load_population
+from vtrial.cohort import COHORT_STREAM, Cohort, lognormal_sensitivity, real_subject_sensitivity_cv
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.physiology.fit import waves_for_intervals
 
 INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")
-SENSITIVITY_POPULATION = Path(__file__).resolve().parents[1] / "cohorts" / "healthy_adults.yaml"
 
 
 def _id_key(subject) -> int:
@@ -78,10 +77,9 @@ def cohort_from_rows(table: pl.DataFrame, seed: int, size: int | None = None, su
     qt_table = np.array([np.nan if r["qt_ms"] is None else r["qt_ms"] for r in usable], float)
     qt_err = np.abs(np.asarray(measured["qt_ms"]) - qt_table)
 
-    cv = load_population(SENSITIVITY_POPULATION)["sensitivity"]["drug_effect_cv"]
-    z = np.array([np.random.default_rng([seed, COHORT_STREAM, 0x7AB1E, _id_key(r["subject"])]).standard_normal()
-                  for r in usable])
-    sensitivity = np.exp(np.sqrt(np.log1p(cv**2)) * z)
+    cv = real_subject_sensitivity_cv()
+    z = [np.random.default_rng([seed, COHORT_STREAM, 0x7AB1E, _id_key(r["subject"])]).standard_normal() for r in usable]
+    sensitivity = lognormal_sensitivity(z, cv)
     cohort = Cohort(np.array([r["sex"] for r in usable]), np.array([r["age_y"] for r in usable], float),
                     np.array([r["weight_kg"] for r in usable], float), sensitivity, waves)
     report = {

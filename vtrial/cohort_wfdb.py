@@ -23,8 +23,7 @@ import torch
 import wfdb
 from scipy.signal import resample_poly
 
-from vtrial.cohort import COHORT_STREAM, Cohort, load_population
-from vtrial.cohort_table import SENSITIVITY_POPULATION
+from vtrial.cohort import COHORT_STREAM, HEALTHY_ADULTS, Cohort, load_population, lognormal_sensitivity
 from vtrial.measure import measure
 from vtrial.median_beat import detect_r_peaks, median_beat, remove_baseline
 from vtrial.physiology.ecgsyn import ecgsyn_beat
@@ -229,8 +228,8 @@ def cohort_from_wfdb(folder: str | Path, seed: int, lead: str = "II", size: int 
         skipped += [{"record": records[i].name, "reason": fit_info[i]["reason"]} for i in np.flatnonzero(bad)]
         keep = np.flatnonzero(~bad)
         records, fit_info = [records[i] for i in keep], [fit_info[i] for i in keep]
-        waves = Waves(waves.t_ms[keep], waves.sigma_ms[keep], waves.height_mv[keep], waves.rr_s[keep])
-    pop = load_population(SENSITIVITY_POPULATION)
+        waves = waves.index(keep)
+    pop = load_population(HEALTHY_ADULTS)  # covariates a header does not give, and the sensitivity CV
     cov = pop["covariates"]
     defaulted = {r.name: [k for k, v in (("age_y", r.age_y), ("sex", r.sex)) if v is None] + ["weight_kg"]
                  for r in records}
@@ -238,8 +237,7 @@ def cohort_from_wfdb(folder: str | Path, seed: int, lead: str = "II", size: int 
     age = np.array([cov["age_y"]["mean"] if r.age_y is None else r.age_y for r in records], float)
     weight = np.full(len(records), float(cov["weight_kg"]["mean"]))
     cv = pop["sensitivity"]["drug_effect_cv"]
-    rng = np.random.default_rng([seed, COHORT_STREAM, 0x3FDB])
-    sensitivity = np.exp(np.sqrt(np.log1p(cv**2)) * rng.standard_normal(len(records)))
+    sensitivity = lognormal_sensitivity(np.random.default_rng([seed, COHORT_STREAM, 0x3FDB]).standard_normal(len(records)), cv)
     cohort = Cohort(sex, age, weight, sensitivity, waves)
     report = {
         "source": "wfdb", "path": str(folder), "lead": lead, "patients": len(records),

@@ -26,6 +26,11 @@ PASS_COLUMNS = ("time_h", "conc_free_nM")
 WINDOW_S = (-0.4, 0.8)
 
 
+def unit_waves(units: dict) -> Waves:
+    """The patients' baseline waves of a batch of work units (float64)."""
+    return Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
+
+
 class MechanisticSampler:
     """ECGSYN with Δ(block(t)), between-patient sensitivity and within-patient variability.
 
@@ -48,8 +53,7 @@ class MechanisticSampler:
         self.device = device
 
     def _drugged_waves(self, units: dict) -> Waves:
-        base = Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
-        return apply_block(base, units["block"], self.coef, units["sensitivity"])
+        return apply_block(unit_waves(units), units["block"], self.coef, units["sensitivity"])
 
     def beats(self, units: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, np.ndarray]:
         """The S sampled beats of every unit, (n·S, T) mV, and their RR intervals (n·S,) ms."""

@@ -141,12 +141,12 @@ class WorldModelSampler:
         """The S sampled beats of every unit, (n·S, T) mV at the model's rate, and their RR (n·S,) ms."""
         from vtrial.physiology.ecgsyn import ecgsyn_beat
         from vtrial.physiology.epk import apply_block, default_coefficients
-        from vtrial.physiology.waves import Waves
+        from vtrial.sampler import unit_waves
 
         n, s = len(units["patient"]), self.s
         steps = int(self.settings["steps"])
         d = self.model.model_args["latent_dim"]
-        base = Waves(*(torch.as_tensor(units[k], dtype=torch.float64) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
+        base = unit_waves(units)
         drugged = apply_block(base, units["block"], default_coefficients(), units["sensitivity"])
         baseline = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).float()
         prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).float()
