@@ -194,11 +194,11 @@ def data_download(database: str = typer.Argument(..., help="ecgrdvq or ecgdmmld"
     console.print(f"{database} {rep.version}: {len(rep.records)} records and {len(rep.extra_files)} tables in "
                   f"{rep.dest}", highlight=False)
     for f in rep.missing_extra_files:
-        console.print(f"[yellow]warning[/yellow] {f} not found on the server", highlight=False)
+        console.print(f"[yellow]warning[/yellow] {f} not found on the server; the records are complete", highlight=False)
     if rep.failed:
         for rec, err in rep.failed.items():
             console.print(f"[red]failed[/red] {rec}: {err}", highlight=False)
-        console.print(f"{len(rep.failed)} records failed after {retries} attempts; run the same command again to "
+        console.print(f"{len(rep.failed)} files or records failed after {retries} attempts; run the same command again to "
                       "resume (complete files are kept, partial ones continued)", highlight=False)
         raise typer.Exit(1)
 

@@ -87,6 +87,24 @@ def _fetch(download, db_dir: str, path: str, dest: Path) -> None:
         download.dl_pn_file((posixpath.basename(path), posixpath.dirname(path), db_dir, str(dest), True, False))
 
 
+NOT_FOUND = "not found on the server"
+
+
+def _attempts(fetch: Callable[[], object], retries: int) -> str | None:
+    """Run ``fetch`` up to ``retries`` times (each attempt resumes the partial files of the last): None
+    once it succeeds, else the last error; a missing file is not retried."""
+    error = None
+    for _ in range(retries):
+        try:
+            fetch()
+            return None
+        except FileNotFoundError:
+            return NOT_FOUND
+        except Exception as exc:  # a broken transfer
+            error = f"{type(exc).__name__}: {exc}"
+    return error
+
+
 def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, retries: int = 3,
                       on_record: Callable[[str, int, int], None] | None = None) -> DownloadReport:
     """Download database ``name`` into ``dest`` (created); resumable. ``on_record(record, i, n)`` is
@@ -105,15 +123,7 @@ def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, re
         report = DownloadReport(name, version, dest)
         records = record_names(download, db_dir)
         for i, rec in enumerate(records, 1):
-            error = None
-            for _ in range(retries):
-                try:
-                    for f in record_files(db_dir, rec):
-                        _fetch(download, db_dir, f, dest)
-                    error = None
-                    break
-                except Exception as exc:  # a broken transfer: the next attempt resumes the partial file
-                    error = f"{type(exc).__name__}: {exc}"
+            error = _attempts(lambda: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)], retries)
             if error is None:
                 report.records.append(rec)
             else:
@@ -121,16 +131,11 @@ def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, re
             if on_record:
                 on_record(rec, i, len(records))
         for f in DATABASES[name]["extra_files"]:
-            error = None
-            for _ in range(retries):
-                try:
-                    _fetch(download, db_dir, f, dest)
-                    error = None
-                    break
-                except FileNotFoundError:
-                    error = "not found"
-                    break
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-            (report.missing_extra_files if error else report.extra_files).append(f)
+            error = _attempts(lambda: _fetch(download, db_dir, f, dest), retries)
+            if error is None:
+                report.extra_files.append(f)
+            elif error == NOT_FOUND:
+                report.missing_extra_files.append(f)
+            else:
+                report.failed[f] = error
     return report
