@@ -49,7 +49,7 @@ from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
-from vtrial.scoring import crps_ensemble, crps_gaussian, interval_coverage
+from vtrial.scoring import calibration, crps_gaussian
 
 SPLIT_SEED = 20140101
 TREATMENTS = ("placebo",) + DRUGS
@@ -187,15 +187,14 @@ def _course_scores(pred_course: pl.DataFrame, obs_course: pl.DataFrame) -> dict:
             "rmse_ddqtcf_ms": float(np.sqrt(np.mean(err**2)))}
 
 
-def score_sampler(delta: pl.DataFrame, table: pl.DataFrame, subjects) -> tuple[dict, dict]:
+def score_sampler(delta: pl.DataFrame, obs: pl.DataFrame, obs_courses: dict) -> tuple[dict, dict]:
     """Per drug: peak ΔΔQTcF error, RMSE, per-ECG coverage90 and CRPS of ΔQTcF, MAEs; and the courses.
-    ``delta``: sample rows with ``dqtcf_ms`` (``_predicted_deltas``, then ``apply_variability``)."""
-    obs = _observed_ecgs(table, subjects)
+    ``delta``: sample rows with ``dqtcf_ms`` (``_predicted_deltas``, then ``apply_variability``); ``obs``:
+    the observed ECGs (``_observed_ecgs``) and ``obs_courses`` their ΔΔQTcF course per drug."""
     out, courses = {}, {}
     for d in DRUGS:
         course = ddqtcf_course(delta, d)
-        obs_course = ddqtcf_course(obs, d)
-        courses[d] = (course, obs_course)
+        courses[d] = (course, obs_courses[d])
         ecg = obs.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).drop_nulls("dqtcf_ms")
         by_ecg = delta.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).group_by("subject", "time_h").agg(
             pl.col("dqtcf_ms"), pl.col("qtcf_ms").mean().alias("qtcf_pred"),
@@ -203,10 +202,9 @@ def score_sampler(delta: pl.DataFrame, table: pl.DataFrame, subjects) -> tuple[d
         j = ecg.join(by_ecg, on=["subject", "time_h"], suffix="_pred")
         s = np.array([np.asarray(x, float) for x in j["dqtcf_ms_pred"].to_list()])
         y = j["dqtcf_ms"].to_numpy()
-        clean = np.where(np.isfinite(s), s, np.nanmean(s, axis=1, keepdims=True))
-        out[d] = {**_course_scores(course, obs_course),
-                  "coverage90": interval_coverage(s, y, 0.90),
-                  "crps_ms": float(np.mean(crps_ensemble(clean, y))),
+        cal, _ = calibration(s, y)
+        out[d] = {**_course_scores(course, obs_courses[d]),
+                  "coverage90": cal["coverage90"], "crps_ms": cal["crps"],
                   "qtcf_mae_ms": float(np.nanmean(np.abs(j["qtcf_pred"] - j["qtcf_ms"]))),
                   "jtpeakc_mae_ms": float(np.nanmean(np.abs(j["jtpeakc_pred"] - j["jtpeakc_ms"]))),
                   "tpte_mae_ms": float(np.nanmean(np.abs(j["tpte_pred"] - j["tpte_ms"]))),
@@ -243,14 +241,13 @@ def cqtc_predict(train: pl.DataFrame, test: pl.DataFrame, drug: str) -> pl.DataF
     return te.with_columns(pl.Series("pred_mean", mean), pl.Series("pred_sd", sd))
 
 
-def score_cqtc(pred: pl.DataFrame, table: pl.DataFrame, subjects, drug: str) -> tuple[dict, tuple]:
-    obs = _observed_ecgs(table, subjects)
+def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple[dict, tuple]:
+    """The C-QTc predictions (``cqtc_predict``) scored as ``score_sampler`` scores samples."""
     z = stats.norm.ppf(0.95)
     act = pred.filter(pl.col("trt") == 1)
     y, mu, sd = (act[c].to_numpy() for c in ("dqtcf_ms", "pred_mean", "pred_sd"))
     crps = crps_gaussian(mu, sd, y)
     course = ddqtcf_course(pred.select("subject", "treatment", "time_h", pl.col("pred_mean").alias("dqtcf_ms")), drug)
-    obs_course = ddqtcf_course(obs, drug)
     return {**_course_scores(course, obs_course),
             "coverage90": float(np.mean(np.abs(y - mu) <= z * sd)), "crps_ms": float(np.mean(crps)),
             "n_ecgs": int(len(y))}, (course, obs_course)
@@ -264,6 +261,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     subjects = sorted(table["subject"].unique().to_list())
     times_h = np.asarray(sorted(table["time_h"].unique().to_list()), float)
     groups = split_subjects(subjects, folds)
+    obs = _observed_ecgs(table, subjects)
+    obs_courses = {d: ddqtcf_course(obs, d) for d in DRUGS}
     preds = {s: [] for s in samplers}
     cqtc_preds = {d: [] for d in DRUGS}
     fold_fits = []
@@ -272,7 +271,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects")
         f: EpkFit = fit(table, train, max_nfev=max_nfev)
         fold_fits.append({"test_subjects": test, "ke0_per_h": f.ke0_per_h, "jtpeak_hERG_ms": f.coef.jtpeak_ms["hERG"]})
-        obs_train, obs_test = _observed_ecgs(table, train), _observed_ecgs(table, test)
+        obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
         for s in samplers:
@@ -289,7 +288,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     courses = {}
     cqtc_scores = {}
     for d in DRUGS:
-        cqtc_scores[d], courses[("cqtc", d)] = score_cqtc(pl.concat(cqtc_preds[d]), table, subjects, d)
+        cqtc_scores[d], courses[("cqtc", d)] = score_cqtc(pl.concat(cqtc_preds[d]), obs_courses[d], d)
     lodo = {}
     if "mechanistic" in samplers:
         for d in DRUGS:
@@ -299,9 +298,9 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
             pred = simulate(table, subjects, f.coef, ke0, "mechanistic", samples, seed, times_h, draws)
             course = ddqtcf_course(_predicted_deltas(pred), d)
-            lodo[d] = _course_scores(course, ddqtcf_course(_observed_ecgs(table, subjects), d))["peak_ddqtcf_error_ms"]
+            lodo[d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
     for s in samplers:
-        scores, cs = score_sampler(pl.concat(preds[s], how="vertical_relaxed"), table, subjects)
+        scores, cs = score_sampler(pl.concat(preds[s], how="vertical_relaxed"), obs, obs_courses)
         block = {}
         for d in DRUGS:
             courses[(s, d)] = cs[d]
