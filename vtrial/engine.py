@@ -1,11 +1,12 @@
 """The trial engine: protocol → work units → Ray actors holding sampler replicas → Parquet parts → tables.
 
-Each Ray actor (``SamplerReplica``) holds one sampler replica, created with the protocol's
-``gpus_per_replica`` (CPU when 0) and loaded once; the driver feeds it batches of work units through
-Ray's ``ActorPool`` and writes each finished batch as a Parquet part at once, so the driver never holds
-the whole trial. Batch boundaries depend only on the protocol, and every unit draws from its own seed,
-so the tables are identical whatever the number of replicas. Ray starts locally (on 127.0.0.1) when no
-address is given.
+Each Ray actor (``vtrial.replica``) holds one sampler replica on ``gpus_per_replica`` GPUs (CPU when 0),
+loaded once; the driver builds each batch of work units when it submits it (``vtrial.units.UnitPlan``),
+keeps a bounded number of batches in flight per replica (``vtrial.dispatch``), replaces replicas that
+die, and writes each finished batch as a Parquet part at once, so the driver never holds the whole
+trial. Batch boundaries depend only on the protocol, and every unit draws from its own seed, so the
+tables are identical whatever the number of replicas, their failures, or a ``--resume`` after the
+driver itself died. Ray starts locally (on 127.0.0.1) when no address is given.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ import polars as pl
 
 from vtrial import store
 from vtrial.cohort import load_cohort
-from vtrial.exposure import arm_exposure
 from vtrial.protocol import Protocol, dump_protocol
+from vtrial.units import UnitPlan, batch_slices, take, unit_table  # noqa: F401 (re-exported)
 
 RESOLVED = "protocol.resolved.yaml"
 RUN_INFO = "run_info.json"
@@ -47,41 +48,11 @@ def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: boo
 
 
 def build_units(protocol: Protocol, base_dir: Path | None = None, cohort=None) -> dict[str, np.ndarray]:
-    """All work units of a trial, one row per (arm, patient, time), in ``expand`` order; ``cohort``: the
-    protocol's cohort when already loaded (a table or WFDB cohort costs seconds to load and fit)."""
+    """All work units of a trial at once (small trials, tests); ``cohort``: the protocol's cohort when
+    already loaded (a table or WFDB cohort costs seconds to load and fit). Runs use ``UnitPlan``."""
     if cohort is None:
         _, cohort, _ = resolve_cohort(protocol, base_dir)
-    conc, block = zip(*(arm_exposure(protocol, arm, cohort.size) for arm in protocol.arms))
-    return unit_table(cohort, np.stack(conc), np.stack(block), protocol.schedule.times_h)
-
-
-def unit_table(cohort, conc: np.ndarray, block: np.ndarray, times_h, patient_ids=None) -> dict[str, np.ndarray]:
-    """Work units (arm, patient, time) in ``expand`` order from a cohort and its exposures: ``conc``
-    (A, N, T) free nM, ``block`` (A, N, T, 7). ``patient``: the index, or ``patient_ids`` (e.g. a study's
-    subject IDs, which then key each unit's randomness)."""
-    n_a, n, n_t = conc.shape
-    a_idx, p_idx, t_idx = (x.ravel() for x in np.meshgrid(np.arange(n_a), np.arange(n), np.arange(n_t), indexing="ij"))
-    w = cohort.waves
-    patient = p_idx.astype(np.int32) if patient_ids is None else np.asarray(patient_ids, np.int64)[p_idx]
-    return {
-        "arm_idx": a_idx.astype(np.int32), "patient": patient, "time_idx": t_idx.astype(np.int32),
-        "time_h": np.asarray(times_h, float)[t_idx],
-        "conc_free_nM": conc[a_idx, p_idx, t_idx],
-        "block": block[a_idx, p_idx, t_idx],
-        "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx],
-        "height_mv": w.height_mv.numpy()[p_idx], "rr_s": w.rr_s.numpy()[p_idx],
-        "sensitivity": cohort.sensitivity[p_idx],
-        "female": (cohort.sex == "F").astype(np.float64)[p_idx], "age_y": cohort.age_y[p_idx],
-        "weight_kg": cohort.weight_kg[p_idx],
-    }
-
-
-def batch_slices(n_units: int, batch_size: int) -> list[slice]:
-    return [slice(i, min(i + batch_size, n_units)) for i in range(0, n_units, batch_size)]
-
-
-def take(units: dict[str, np.ndarray], sl: slice) -> dict[str, np.ndarray]:
-    return {k: np.ascontiguousarray(v[sl]) for k, v in units.items()}
+    return UnitPlan(protocol, cohort).all()
 
 
 def checkpoint_path(protocol: Protocol, base_dir: Path | None = None) -> Path:
@@ -110,37 +81,6 @@ def make_sampler(protocol: Protocol, device: str = "cpu", base_dir: Path | None 
 
 
 # --- Ray ------------------------------------------------------------------------------------------------
-
-def _replica_class():
-    import ray
-
-    @ray.remote
-    class SamplerReplica:
-        """One sampler replica; loads once, picks its device here, then takes batches."""
-
-        def __init__(self, protocol_dict: dict, threads: int, base_dir: str | None):
-            import torch
-
-            from vtrial.protocol import Protocol
-
-            torch.set_num_threads(max(1, threads))
-            self.gpu_ids = ray.get_gpu_ids()
-            device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
-            self.protocol = Protocol.model_validate(protocol_dict)
-            self.sampler = make_sampler(self.protocol, device, Path(base_dir) if base_dir else None)
-            self.node_id = ray.get_runtime_context().get_node_id()
-
-        def run(self, index: int, units: dict, seed: int):
-            t0 = time.perf_counter()
-            rows = self.sampler.sample(units, seed)
-            return index, rows, {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids],
-                                 "pid": os.getpid(), "compute_s": time.perf_counter() - t0}
-
-        def where(self):
-            return {"node_id": self.node_id, "gpu_ids": [str(g) for g in self.gpu_ids], "pid": os.getpid()}
-
-    return SamplerReplica
-
 
 def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
     if address == "auto":
@@ -240,7 +180,9 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     """Run a trial end to end; returns its tables as polars DataFrames. ``strict``: a WFDB record that
     cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``)."""
     import ray
-    from ray.util import ActorPool
+
+    from vtrial.dispatch import DispatchError, run_batches
+    from vtrial.replica import replica_class
 
     if seed is not None:
         protocol = protocol.replace(seed=seed)
@@ -262,50 +204,66 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
             raise RunError(f"sampling.checkpoint: {exc}") from None
 
     t0 = time.perf_counter()
-    units = build_units(protocol, base_dir, cohort)
-    slices = batch_slices(len(units["patient"]), protocol.compute.batch_size)
-    todo = [i for i in range(len(slices)) if i not in store.done_parts(out)]
+    plan = UnitPlan(protocol, cohort)
+    slices = batch_slices(len(plan), protocol.compute.batch_size)
+    s = protocol.sampling.samples_per_patient
+    dropped = store.drop_bad_parts(out, {i: (sl.stop - sl.start) * s for i, sl in enumerate(slices)}) if resume else []
+    done = store.done_parts(out)
+    todo = [i for i in range(len(slices)) if i not in done]
     timings["plan_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     started = connect(address)
     timings["ray_start_s"] = time.perf_counter() - t0
-    nodes_used: dict[str, int] = {}
+    workers: dict[int, dict] = {}  # pid → where it ran and how many batches
+    events: list[str] = [f"resume: part {i} was unreadable or incomplete and is rerun" for i in dropped]
     compute_s = 0.0
     try:
         check_resources(protocol, replicas)
         record_output(out, protocol)  # only once the run can start: a refused run leaves no trace
         (out / COHORT_REPORT).write_text(json.dumps(cohort_report, indent=1, default=str))
         c = protocol.compute
-        cls = _replica_class()
-        actors = [cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=2,
-                              max_task_retries=2).remote(protocol.to_dict(), int(c.cpus_per_replica),
-                                                             str(base_dir) if base_dir else None)
-                  for _ in range(replicas)]
+        cls = replica_class()
+        args = (protocol.to_dict(), max(1, int(c.cpus_per_replica)), str(base_dir) if base_dir else None, c.gpus_per_replica)
+
+        def new_replica():
+            return cls.options(num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica, max_restarts=3,
+                               max_task_retries=3).remote(*args)
+
+        pool = [new_replica() for _ in range(replicas)]
         t0 = time.perf_counter()
-        ray.get([a.where.remote() for a in actors])
+        placement = ray.get([a.where.remote() for a in pool])
         timings["replicas_ready_s"] = time.perf_counter() - t0
         arm_names = [a.name for a in protocol.arms]
-        total = sum(slices[i].stop - slices[i].start for i in todo) * protocol.sampling.samples_per_patient
-        pool = ActorPool(actors)
+        total = sum(slices[i].stop - slices[i].start for i in todo) * s
         t0 = time.perf_counter()
         with _progress(progress, total, protocol.name) as advance:
-            results = pool.map_unordered(lambda a, i: a.run.remote(i, take(units, slices[i]), protocol.seed), todo)
+            results = run_batches(pool, new_replica, todo,
+                                  lambda actor, i: actor.run.remote(i, plan.batch(slices[i]), protocol.seed),
+                                  on_replace=lambda exc: events.append(f"replica lost and replaced: {exc}"))
             for index, rows, where in results:
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
-                nodes_used[where["node_id"]] = nodes_used.get(where["node_id"], 0) + 1
+                w = workers.setdefault(where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0})
+                w["batches"] += 1
+                w["units_per_call"] = where["units_per_call"]
                 compute_s += where["compute_s"]
                 advance(n)
         timings["sampling_s"] = time.perf_counter() - t0
         timings["replica_compute_s"] = compute_s
+    except DispatchError as exc:
+        raise RunError(f"{exc}; finished batches are kept, rerun with --resume") from None
     finally:
         if started:
             ray.shutdown()
 
+    by_node: dict[str, int] = {}
+    for w in workers.values():
+        by_node[w["node_id"]] = by_node.get(w["node_id"], 0) + w["batches"]
     return finish_run(out, protocol, base_dir, track=track, extra_info={
         "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
-        "batches_by_node": nodes_used, "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
-        timings=timings, warnings=cohort_warnings(cohort_report), units=units)
+        "batches_by_node": by_node, "placement": placement, "workers": list(workers.values()), "events": events,
+        "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
+        timings=timings, warnings=cohort_warnings(cohort_report) + events, units=plan.patient(0))
 
 
 def cohort_warnings(report: dict) -> list[str]:
@@ -331,7 +289,7 @@ def example_units(units: dict[str, np.ndarray], summary: pl.DataFrame, patient: 
 def write_example_beats(out: Path, protocol: Protocol, summary: pl.DataFrame, base_dir: Path | None,
                         units: dict[str, np.ndarray] | None = None) -> Path:
     """Re-sample the example units with the run's sampler and seed: per-unit randomness makes these the
-    very samples in the tables. ``units``: the run's work units, when the caller has them."""
+    very samples in the tables. ``units``: the run's work units of patient 0 (or all), when the caller has them."""
     units = example_units(units if units is not None else build_units(protocol, base_dir), summary)
     sampler = make_sampler(protocol, "cpu", base_dir)
     beats, _ = sampler.beats(units, protocol.seed)
@@ -371,6 +329,9 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
     paths += write_report(out, protocol, an)
     timings["aggregate_s"] = time.perf_counter() - t0
     info = {"protocol_hash": h, "seed": s, **(extra_info or {}), "timings_s": timings, "warnings": an.warnings}
+    info["invocations"] = _invocations(out / RUN_INFO) + [
+        {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batches_run": info.get("batches_run"),
+         "events": info.get("events", []), "timings_s": timings}]
     (out / RUN_INFO).write_text(json.dumps(info, indent=1))
     run_id = None
     if track:
@@ -383,6 +344,16 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
         run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
                          protocol.tracking.uri, protocol.tracking.experiment)
     return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id, timings, an)
+
+
+def _invocations(path: Path) -> list[dict]:
+    """The earlier invocations recorded in a run folder's run_info.json (a resumed run keeps them)."""
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text()).get("invocations", []))
+    except (json.JSONDecodeError, AttributeError):
+        return []
 
 
 class _progress:

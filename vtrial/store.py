@@ -37,6 +37,27 @@ def done_parts(out: Path) -> set[int]:
     return {int(p.stem.split("-")[1]) for p in folder.glob("part-*.parquet")}
 
 
+def drop_bad_parts(out: Path, expected_rows: dict[int, int]) -> list[int]:
+    """Before a resume: delete leftover temporaries and any part that cannot be read, has the wrong row
+    count or is not a part of this plan; returns the indices of the parts deleted (they are rerun)."""
+    folder = Path(out) / SAMPLES
+    if not folder.is_dir():
+        return []
+    for tmp in folder.glob("part-*.tmp"):
+        tmp.unlink()
+    dropped = []
+    for index in sorted(done_parts(out)):
+        path = part_path(out, index)
+        try:
+            ok = pq.read_metadata(path).num_rows == expected_rows.get(index, -1)
+        except (OSError, pa.ArrowException):
+            ok = False
+        if not ok:
+            path.unlink()
+            dropped.append(index)
+    return dropped
+
+
 def write_part(out: Path, index: int, rows: dict[str, np.ndarray], arm_names: list[str],
                protocol_hash: str, seed: int) -> int:
     """Write one batch of sample rows; returns the row count."""
