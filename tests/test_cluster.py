@@ -1,7 +1,7 @@
-"""A real two-node Ray cluster on loopback: `vtrial run --address` spreads the work over both nodes."""
+"""A real two-node Ray cluster on loopback with token authentication: `vtrial run --address` spreads the
+work over both nodes."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,36 +15,46 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Two Ray nodes on 127.0.0.1, held by a helper process until its stdin closes. Ray's own test cluster
+# (ray.cluster_utils) is used because `ray start --node-ip-address=127.0.0.1` on Linux swaps loopback for
+# the machine's routable address, and with that turned off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) refuses
+# to add a second node.
+CLUSTER = """
+import sys
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+c.add_node(num_cpus=1)
+print(c.address, flush=True)
+sys.stdin.read()
+c.shutdown()
+"""
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    ray_bin = BIN / "ray"
-    port = free_port()
-    tmp = tmp_path_factory.mktemp("raytmp")
     # token authentication stays on: every process of the cluster and the driver share one token
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--include-dashboard=false",
-                    f"--temp-dir={tmp}", *common], check=True, capture_output=True, env=env, timeout=120)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    holder = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
     try:
-        subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", *common], check=True,
-                       capture_output=True, env=env, timeout=120)
-        yield f"127.0.0.1:{port}", env
+        address = holder.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), holder.stderr.read()[-3000:] if holder.poll() is not None else address
+        yield address, env, holder
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
 
 
 def test_run_with_address_uses_both_nodes(cluster, tmp_path):
-    address, env = cluster
+    address, env, _ = cluster
     proto = {
         "name": "two-nodes", "seed": 3,
         "cohort": {"population": "healthy_adults", "size": 8},
@@ -64,3 +74,11 @@ def test_run_with_address_uses_both_nodes(cluster, tmp_path):
     assert info["address"] == address
     assert len(info["batches_by_node"]) == 2, info  # one single-CPU replica on each node
     assert sum(info["batches_by_node"].values()) == info["batches"]
+
+
+def test_cluster_servers_listen_on_loopback_only(cluster, assert_loopback_only):
+    import psutil
+
+    servers = psutil.Process(cluster[2].pid).children(recursive=True)
+    assert any("gcs_server" in " ".join(p.cmdline()) for p in servers), "no Ray server processes found"
+    assert_loopback_only(servers)

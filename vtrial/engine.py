@@ -96,6 +96,34 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
         raise RunError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def start_local_ray(**init_kwargs) -> None:
+    """Start Ray on this machine with every server bound to 127.0.0.1.
+
+    On Linux Ray replaces a loopback ``node_ip_address`` with the machine's routable address unless its
+    cluster mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported), so it is
+    turned off here for this process and the Ray processes it starts, and restored afterwards: a later
+    connection to a real cluster from this process must see its routable address again.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", _node_ip_address="127.0.0.1",
+                 **init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = saved_env
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start Ray locally on loopback; True if this call started it."""
     import ray
@@ -107,8 +135,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         return True
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR", _node_ip_address="127.0.0.1")
+    start_local_ray(num_cpus=num_cpus or os.cpu_count())
     return True
 
 
