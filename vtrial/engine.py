@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -125,9 +126,11 @@ def start_local_ray(**init_kwargs) -> None:
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> bool:
-    """Connect to ``address`` or start Ray locally on loopback; True if this call started it."""
+    """Connect to ``address`` (else ``RAY_ADDRESS``, as set for a Ray job's driver) or start Ray locally
+    on loopback; True if this call started it."""
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         _check_reachable(address)
     if ray.is_initialized():
@@ -277,6 +280,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
                 advance(n)
         timings["sampling_s"] = time.perf_counter() - t0
         timings["replica_compute_s"] = compute_s
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     except DispatchError as exc:
         raise RunError(f"{exc}; finished batches are kept, rerun with --resume") from None
     finally:
@@ -288,7 +292,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         by_node[w["node_id"]] = by_node.get(w["node_id"], 0) + w["batches"]
     return finish_run(out, protocol, base_dir, track=track, extra_info={
         "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
-        "batches_by_node": by_node, "placement": placement, "workers": list(workers.values()), "events": events,
+        "driver_peak_rss_mb_sampling": round(rss_mb, 1), "batches_by_node": by_node, "placement": placement, "workers": list(workers.values()), "events": events,
         "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
         timings=timings, warnings=cohort_warnings(cohort_report) + events, units=plan.patient(0))
 

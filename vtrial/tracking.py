@@ -1,10 +1,12 @@
 """MLflow tracking of a trial: one run with the flattened protocol, its hash, headline metrics and the
 tables as artifacts. Default store: a SQLite file under the output folder (``sqlite:///OUT/mlflow.db``),
-artifacts under ``OUT/mlartifacts``; a tracking URI is an option.
+artifacts under ``OUT/mlartifacts``; a tracking URI is an option (the protocol's ``tracking.uri``, else
+MLflow's own ``MLFLOW_TRACKING_URI`` environment variable, e.g. a shared server or database).
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 MAX_PARAM_CHARS = 500
@@ -33,6 +35,7 @@ def log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path
     import mlflow
 
     out = Path(out).resolve()
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     tracking_uri = uri or f"sqlite:///{out / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
