@@ -1,7 +1,7 @@
 """Scaling of the Ray engine on this machine: 1 and 2 replicas vs in-process, and the driver's memory as
 the trial grows tenfold. One run.
 
-    python benchmarks/bench_scale.py [--patients 24] [--scale 10] [--sampler worldmodel]
+    python benchmarks/bench_scale.py [--patients 24] [--scale 10] [--sampler worldmodel] [--repeats 3]
 
 The trial: placebo, dofetilide 500 µg and verapamil 120 mg; ``--patients`` healthy adults; 8 times; 16
 samples per patient and time; batches of 96 units; one CPU (one torch thread) per replica.
@@ -15,7 +15,9 @@ samples per patient and time; batches of 96 units; one CPU (one torch thread) pe
 - ``driver_rss_ratio_10x``: peak RSS of a ``vtrial run``-like driver process (whole run: cohort,
   sampling with 2 replicas, tables, report, MLflow) at ``scale`` × the patients over that at 1×; also the
   peak at the end of the sampling phase.
-Targets: scaling ≥ 1.6, overhead ≤ 0.10, RSS ratio ≤ 1.5. Last line: JSON.
+Throughput on this shared 2-core machine varies by ±25 % between identical back-to-back runs, so each
+rate is the best of ``--repeats`` runs (all runs are listed under ``runs``). Targets: scaling ≥ 1.6,
+overhead ≤ 0.10, RSS ratio ≤ 1.5. Last line: JSON.
 """
 from __future__ import annotations
 
@@ -91,13 +93,18 @@ def main():
     ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--sampler", default="worldmodel", choices=["worldmodel", "mechanistic"])
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vtrial-bench-scale-"))
 
     p1 = protocol(args.patients, args.sampler, replicas=1)
-    inproc = inprocess_rate(p1)
-    s1 = ray_rate(p1, tmp / "r1")
-    s2 = ray_rate(protocol(args.patients, args.sampler, replicas=2), tmp / "r2")
+    p2 = protocol(args.patients, args.sampler, replicas=2)
+    runs = {"inprocess": [], "ray_1": [], "ray_2": []}
+    for i in range(args.repeats):  # interleaved, so a slow spell of the machine hits every setting alike
+        runs["inprocess"].append(round(inprocess_rate(p1), 1))
+        runs["ray_1"].append(round(ray_rate(p1, tmp / f"r1_{i}"), 1))
+        runs["ray_2"].append(round(ray_rate(p2, tmp / f"r2_{i}"), 1))
+    inproc, s1, s2 = (max(runs[k]) for k in ("inprocess", "ray_1", "ray_2"))
     rss1 = driver_rss(args.patients, args.sampler, tmp / "rss1")
     rssn = driver_rss(args.patients * args.scale, args.sampler, tmp / "rssn")
 
@@ -112,7 +119,7 @@ def main():
         "driver_sampling_rss_mb_1x": round(rss1["sampling_peak_mb"], 1),
         "driver_sampling_rss_mb_10x": round(rssn["sampling_peak_mb"], 1),
         "driver_rss_ratio_10x": round(rssn["peak_mb"] / rss1["peak_mb"], 3),
-        "targets": TARGETS,
+        "runs": runs, "targets": TARGETS,
     }
     result["meets_targets"] = {
         "scaling_2_over_1": result["scaling_2_over_1"] >= TARGETS["scaling_2_over_1"],

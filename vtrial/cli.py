@@ -36,7 +36,8 @@ def validate(protocol: Path = typer.Argument(..., help="protocol YAML")):
 
 @app.command()
 def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
-        out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the protocol's output.dir)"),
+        out: Optional[str] = typer.Option(None, "--out", help="output folder: a path, or a pyarrow filesystem URI "
+                                          "(s3://, gs://, hdfs://, file://) on shared storage (default: the protocol's output.dir)"),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start Ray locally)"),
         seed: Optional[int] = typer.Option(None, "--seed", help="override the protocol's seed"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
@@ -55,7 +56,7 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
     show_result(result.analysis, p.name)
-    console.print(f"tables, report.html and MLflow run in {result.out}")
+    console.print(f"tables, report.html and MLflow run in {result.location or result.out}")
 
 
 def show_result(an, name: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from vtrial import store
+from vtrial.location import RunLocation
 from vtrial.cohort import load_cohort
 from vtrial.protocol import Protocol, dump_protocol
 from vtrial.units import UnitPlan, batch_slices, take, unit_table  # noqa: F401 (re-exported)
@@ -161,22 +162,46 @@ def check_resources(protocol: Protocol, replicas: int) -> None:
 
 # --- output folder --------------------------------------------------------------------------------------
 
-def check_output(out: Path, protocol: Protocol, resume: bool) -> None:
-    """Refuse a folder holding another trial, or this one without --resume; writes nothing."""
+def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None = None) -> None:
+    """Refuse a folder holding another trial, or this one without --resume; writes nothing. ``shown``:
+    the folder's name in messages (a URI whose staging folder ``out`` is)."""
+    shown = shown or str(out)
     resolved = out / RESOLVED
     if resolved.exists():
         import yaml
 
         held = Protocol.model_validate(yaml.safe_load(resolved.read_text()))
         if held.content_hash != protocol.content_hash:
-            raise RunError(f"{out} already holds a different trial (protocol hash {held.content_hash}, "
+            raise RunError(f"{shown} already holds a different trial (protocol hash {held.content_hash}, "
                            f"this one {protocol.content_hash}); choose another --out. Nothing was overwritten.")
         if not resume:
-            raise RunError(f"{out} already holds this trial (hash {protocol.content_hash}); use --resume to "
+            raise RunError(f"{shown} already holds this trial (hash {protocol.content_hash}); use --resume to "
                            f"finish it, or choose another --out. Nothing was overwritten.")
     elif out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} is not empty and holds no vtrial run ({RESOLVED} missing); choose another --out. "
+        raise RunError(f"{shown} is not empty and holds no vtrial run ({RESOLVED} missing); choose another --out. "
                        f"Nothing was overwritten.")
+
+
+def stage(loc: RunLocation, resume: bool) -> None:
+    """A run on a URI: a fresh staging folder holding what check_output needs (the recorded protocol; on
+    --resume, everything the URI holds)."""
+    import shutil
+
+    if loc.local.exists():
+        shutil.rmtree(loc.local)
+    loc.local.mkdir(parents=True)
+    try:
+        if resume:
+            loc.pull()
+        else:
+            loc.pull(only=(RESOLVED,))
+            if not (loc.local / RESOLVED).exists() and loc.holds_files():
+                raise RunError(f"{loc} is not empty and holds no vtrial run ({RESOLVED} missing); choose another "
+                               f"--out. Nothing was overwritten.")
+    except (OSError, ValueError) as exc:
+        raise RunError(f"output folder {loc}: {exc}") from None
+    if not any(loc.local.iterdir()):
+        loc.local.rmdir()  # check_output and record_output treat an absent folder as a fresh one
 
 
 def record_output(out: Path, protocol: Protocol) -> None:
@@ -196,6 +221,7 @@ class TrialResult:
     arms: pl.DataFrame
     summary: pl.DataFrame
     run_id: str | None = None
+    location: str | None = None  # where the run folder is kept: ``out``, or the URI it mirrors
     timings_s: dict = field(default_factory=dict)
     analysis: object | None = None  # vtrial.analysis.Analysis
 
@@ -218,12 +244,18 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         protocol = protocol.replace(seed=seed)
     address = address or protocol.compute.address
     replicas = replicas or protocol.compute.replicas
-    out = Path(out or protocol.output.dir)
+    try:
+        loc = RunLocation(out or protocol.output.dir)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    out = loc.local  # where this process reads and writes; mirrored to ``loc.uri`` when the run lives on one
     timings = {}
     t0 = time.perf_counter()
     protocol, cohort, cohort_report = resolve_cohort(protocol, base_dir, strict)
     timings["cohort_s"] = time.perf_counter() - t0
-    check_output(out, protocol, resume)
+    if loc.remote:
+        stage(loc, resume)
+    check_output(out, protocol, resume, shown=str(loc))
 
     if protocol.sampling.sampler == "worldmodel":  # a bad checkpoint is refused here, not in every actor
         from vtrial.model.worldmodel import CheckpointError, load_checkpoint
@@ -238,6 +270,8 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     slices = batch_slices(len(plan), protocol.compute.batch_size)
     s = protocol.sampling.samples_per_patient
     dropped = store.drop_bad_parts(out, {i: (sl.stop - sl.start) * s for i, sl in enumerate(slices)}) if resume else []
+    for i in dropped:
+        loc.delete_remote(store.part_path(out, i).relative_to(out).as_posix())
     done = store.done_parts(out)
     todo = [i for i in range(len(slices)) if i not in done]
     timings["plan_s"] = time.perf_counter() - t0
@@ -252,6 +286,8 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         check_resources(protocol, replicas)
         record_output(out, protocol)  # only once the run can start: a refused run leaves no trace
         (out / COHORT_REPORT).write_text(json.dumps(cohort_report, indent=1, default=str))
+        for name in (RESOLVED, COHORT_REPORT):  # a resume from the URI needs the recorded protocol
+            loc.push(out / name)
         c = protocol.compute
         cls = replica_class()
         args = (protocol.to_dict(), max(1, int(c.cpus_per_replica)), str(base_dir) if base_dir else None, c.gpus_per_replica)
@@ -273,6 +309,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
                                   on_replace=lambda exc: events.append(f"replica lost and replaced: {exc}"))
             for index, rows, where in results:
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
+                loc.push(store.part_path(out, index))  # on shared storage the moment it exists
                 w = workers.setdefault(where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0})
                 w["batches"] += 1
                 w["units_per_call"] = where["units_per_call"]
@@ -290,11 +327,14 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     by_node: dict[str, int] = {}
     for w in workers.values():
         by_node[w["node_id"]] = by_node.get(w["node_id"], 0) + w["batches"]
-    return finish_run(out, protocol, base_dir, track=track, extra_info={
-        "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
+    result = finish_run(out, protocol, base_dir, track=track, extra_info={
+        "location": str(loc), "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
         "driver_peak_rss_mb_sampling": round(rss_mb, 1), "batches_by_node": by_node, "placement": placement, "workers": list(workers.values()), "events": events,
         "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
         timings=timings, warnings=cohort_warnings(cohort_report) + events, units=plan.patient(0))
+    loc.push_all(skip_folder=store.SAMPLES)
+    result.location = str(loc)
+    return result
 
 
 def cohort_warnings(report: dict) -> list[str]:
