@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_measure.py
 	$(PY) benchmarks/calibration_ecgrdvq.py
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
