@@ -221,9 +221,9 @@ class TrialResult:
     arms: pl.DataFrame
     summary: pl.DataFrame
     run_id: str | None = None
-    location: str | None = None  # where the run folder is kept: ``out``, or the URI it mirrors
     timings_s: dict = field(default_factory=dict)
     analysis: object | None = None  # vtrial.analysis.Analysis
+    location: str | None = None  # where the run folder is kept: ``out``, or the URI it mirrors
 
     def samples(self) -> pl.DataFrame:
         return store.read_samples(self.out)
@@ -414,7 +414,8 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
                          protocol.tracking.uri, protocol.tracking.experiment)
-    return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id, timings, an)
+    return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an,
+                       location=str(out))
 
 
 def _invocations(path: Path) -> list[dict]:
