@@ -1,5 +1,6 @@
 """A run folder on a filesystem URI: parts mirrored as they are written, the finished run complete on the
 URI, a resume that starts from the URI alone, and the usual refusals."""
+import os
 import shutil
 
 import pytest
@@ -25,6 +26,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("location")
     mp = pytest.MonkeyPatch()
     mp.setenv("VTRIAL_CACHE", str(base / "cache"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     p = parse_protocol(SMALL)
     local = run_trial(p, out=base / "local", progress=False, track=False)
     uri = (base / "shared" / "run").as_uri()  # file:///...: the pyarrow filesystem path, not Path
@@ -49,6 +51,8 @@ def test_the_run_is_complete_on_the_uri(runs):
         assert (shared / name).is_file(), name
     assert store.done_parts(shared) == store.done_parts(local.out)
     assert store.read_samples(shared).equals(local.samples())
+    # MLflow exports the store it logged to; vtrial puts the environment back, so it cannot leak into later runs
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_resume_from_the_uri_alone(runs, tmp_path):

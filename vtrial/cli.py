@@ -44,14 +44,17 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
         replicas: Optional[int] = typer.Option(None, "--replicas", help="override compute.replicas"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         strict: bool = typer.Option(False, "--strict", help="a WFDB record that cannot be used is an error "
-                                    "(default: skipped and listed in cohort_report.json)")):
+                                    "(default: skipped and listed in cohort_report.json)"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                                                   help="MLflow store when the protocol's tracking.uri is unset "
+                                                        "(default: sqlite file in the output folder)")):
     """Run a trial: samples, patients and arms tables, report.html and one MLflow run under --out."""
     from vtrial.engine import RunError, run_trial
 
     p = _load(protocol)
     try:
         result = run_trial(p, out=out, address=address, seed=seed, resume=resume, replicas=replicas,
-                           progress=not quiet, base_dir=protocol.parent, strict=strict)
+                           progress=not quiet, base_dir=protocol.parent, strict=strict, tracking_uri=tracking_uri)
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)

@@ -232,9 +232,10 @@ class TrialResult:
 def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | None = None,
               seed: int | None = None, resume: bool = False, replicas: int | None = None,
               progress: bool = True, track: bool = True, base_dir: Path | None = None,
-              strict: bool = False) -> TrialResult:
+              strict: bool = False, tracking_uri: str | None = None) -> TrialResult:
     """Run a trial end to end; returns its tables as polars DataFrames. ``strict``: a WFDB record that
-    cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``)."""
+    cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``);
+    ``tracking_uri``: the MLflow store when the protocol's ``tracking.uri`` is unset."""
     import ray
 
     from vtrial.dispatch import DispatchError, run_batches
@@ -331,7 +332,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         "location": str(loc), "replicas": replicas, "address": address, "batches": len(slices), "batches_run": len(todo),
         "driver_peak_rss_mb_sampling": round(rss_mb, 1), "batches_by_node": by_node, "placement": placement, "workers": list(workers.values()), "events": events,
         "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
-        timings=timings, warnings=cohort_warnings(cohort_report) + events, units=plan.patient(0))
+        timings=timings, warnings=cohort_warnings(cohort_report) + events, units=plan.patient(0), tracking_uri=tracking_uri)
     loc.push_all(skip_folder=store.SAMPLES)
     result.location = str(loc)
     return result
@@ -384,9 +385,11 @@ def write_tables(out: Path, protocol: Protocol, an) -> list[Path]:
 
 def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, track: bool = True,
                extra_info: dict | None = None, timings: dict | None = None,
-               warnings: list[str] | None = None, units: dict[str, np.ndarray] | None = None) -> "TrialResult":
+               warnings: list[str] | None = None, units: dict[str, np.ndarray] | None = None,
+               tracking_uri: str | None = None) -> "TrialResult":
     """Tables, example beats, report and MLflow run of a run folder whose samples are complete;
-    ``warnings`` (e.g. skipped cohort records) join the analysis's; ``units``: the run's work units."""
+    ``warnings`` (e.g. skipped cohort records) join the analysis's; ``units``: the run's work units;
+    ``tracking_uri``: the MLflow store when the protocol names none (default: a file in the folder)."""
     from vtrial.analysis import analyse
     from vtrial.report import write_report
 
@@ -413,7 +416,7 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
         for r in reasons.iter_rows(named=True):
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
-                         protocol.tracking.uri, protocol.tracking.experiment)
+                         protocol.tracking.uri or tracking_uri, protocol.tracking.experiment)
     return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an,
                        location=str(out))
 

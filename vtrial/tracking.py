@@ -1,7 +1,7 @@
 """MLflow tracking of a trial: one run with the flattened protocol, its hash, headline metrics and the
 tables as artifacts. Default store: a SQLite file under the output folder (``sqlite:///OUT/mlflow.db``),
-artifacts under ``OUT/mlartifacts``; a tracking URI is an option (the protocol's ``tracking.uri``, else
-MLflow's own ``MLFLOW_TRACKING_URI`` environment variable, e.g. a shared server or database).
+artifacts under ``OUT/mlartifacts``; a tracking URI is an option (the protocol's ``tracking.uri``, or
+``vtrial run --tracking-uri`` / ``MLFLOW_TRACKING_URI`` when the protocol names none).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 MAX_PARAM_CHARS = 500
+ENV = "MLFLOW_TRACKING_URI"
 
 
 def flatten(d, prefix: str = "") -> dict[str, str]:
@@ -31,11 +32,24 @@ def _safe_key(key: str) -> str:
 
 def log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None = None,
             experiment: str = "vtrial") -> str:
-    """Log one MLflow run; returns its run id."""
+    """Log one MLflow run; returns its run id. MLflow's ``set_tracking_uri`` also exports
+    ``MLFLOW_TRACKING_URI`` to the process environment; it is restored afterwards, so this run's store does
+    not leak into later runs or the processes they start."""
+    saved = os.environ.get(ENV)
+    try:
+        return _log_run(out, protocol, metrics, artifacts, uri, experiment)
+    finally:
+        if saved is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = saved
+
+
+def _log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None,
+             experiment: str) -> str:
     import mlflow
 
     out = Path(out).resolve()
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     tracking_uri = uri or f"sqlite:///{out / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
