@@ -310,12 +310,13 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
                                   on_replace=lambda exc: events.append(f"replica lost and replaced: {exc}"))
             for index, rows, where in results:
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
-                loc.push(store.part_path(out, index))  # on shared storage the moment it exists
+                loc.push_soon(store.part_path(out, index))  # to shared storage as soon as it exists
                 w = workers.setdefault(where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0})
                 w["batches"] += 1
                 w["units_per_call"] = where["units_per_call"]
                 compute_s += where["compute_s"]
                 advance(n)
+        loc.flush()
         timings["sampling_s"] = time.perf_counter() - t0
         timings["replica_compute_s"] = compute_s
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

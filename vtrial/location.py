@@ -2,8 +2,9 @@
 ``hdfs://``, ``abfs://``, ``file://``) on shared storage.
 
 A run on a URI works in a local staging folder (``VTRIAL_CACHE``, default ``~/.cache/vtrial/runs``) and
-mirrors it: each samples part is uploaded the moment it is written (so a driver that dies loses no
-finished batch), the tables, report and run record when the run finishes; ``--resume`` first fetches
+mirrors it: each samples part is uploaded as soon as it is written, several at once in the background
+(a driver that dies loses at most the batches still uploading, which a resume reruns), the tables,
+report and run record when the run finishes; ``--resume`` first fetches
 what the URI already holds. A local path is used in place, with nothing copied.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+UPLOAD_THREADS = 8
 
 
 def is_uri(out) -> bool:
@@ -29,6 +31,7 @@ class RunLocation:
 
     def __init__(self, out: str | Path):
         self.uri = str(out).rstrip("/") if is_uri(str(out)) else None
+        self._uploads, self._pending = None, []
         if self.uri is None:
             self.local = Path(out)
             self.fs = self.root = None
@@ -95,6 +98,32 @@ class RunLocation:
         with open(path, "rb") as src, self.fs.open_output_stream(target) as dst:
             while chunk := src.read(1 << 22):
                 dst.write(chunk)
+
+    def push_soon(self, path: Path) -> None:
+        """Upload in the background (up to ``UPLOAD_THREADS`` at once); ``flush`` waits for them all."""
+        if not self.remote:
+            return
+        if self._uploads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._uploads, self._pending = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="vtrial-upload"), []
+        self._pending.append(self._uploads.submit(self.push, path))
+        done = [f for f in self._pending if f.done()]
+        for f in done:  # surface a failed upload as soon as it is seen
+            self._pending.remove(f)
+            f.result()
+
+    def flush(self) -> None:
+        """Wait for the background uploads; the first that failed raises."""
+        if self._uploads is None:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            for f in pending:
+                f.result()
+        finally:
+            self._uploads.shutdown(wait=True)
+            self._uploads = None
 
     def push_all(self, skip_folder: str | None = None) -> None:
         """Upload every file of the staging folder except those under ``skip_folder`` (already pushed)."""
