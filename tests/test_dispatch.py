@@ -55,3 +55,15 @@ def test_no_replacements_left_is_an_error(local_ray, tmp_path):
     with pytest.raises(DispatchError, match="every replica died"):
         list(run_batches([Worker.remote(str(tmp_path / "died"), 0)], lambda: None, range(3),
                          lambda a, i: a.run.remote(i), max_replacements=0))
+
+
+def test_a_sampler_error_names_the_batch_and_the_error(local_ray):
+    @local_ray.remote(num_cpus=0.5)
+    class Broken:
+        def run(self, index):
+            if index == 2:
+                raise ValueError("block has NaN for unit 7")
+            return index
+
+    with pytest.raises(DispatchError, match=r"batch 2 failed in a replica: ValueError: block has NaN for unit 7"):
+        list(run_batches([Broken.remote()], lambda: None, range(4), lambda a, i: a.run.remote(i)))

@@ -4,7 +4,8 @@ The driver keeps at most ``in_flight`` batches per replica submitted (backpressu
 about as fast as they are written, and the driver never queues the whole trial in Ray). Ray itself
 restarts a killed replica and retries its tasks (``max_restarts``, ``max_task_retries``); when a replica
 is gone for good (restarts spent, node lost) its unfinished batches go back on the queue and a
-replacement replica is started, up to ``max_replacements``. Each batch's result is yielded once.
+replacement replica is started, up to ``max_replacements``. Each batch's result is yielded once. An
+error raised by the sampler itself stops the run with the batch and the error named.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def run_batches(pool: list, new_replica: Callable[[], Any], batches: Iterable[in
     """Yield ``ray.get(submit(replica, index))`` for every batch index, in completion order; ``pool``: the
     started replicas, ``new_replica()`` starts a replacement."""
     import ray
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
     lost_errors = (ActorDiedError, ActorUnavailableError, RayActorError)
     max_replacements = 2 * len(pool) if max_replacements is None else max_replacements
@@ -60,4 +61,7 @@ def run_batches(pool: list, new_replica: Callable[[], Any], batches: Iterable[in
                     if on_replace is not None:
                         on_replace(exc)
             continue
+        except RayTaskError as exc:  # the sampler itself raised: rerunning the batch would raise again
+            cause = getattr(exc, "cause", None) or exc
+            raise DispatchError(f"batch {index} failed in a replica: {type(cause).__name__}: {cause}") from None
         yield result

@@ -321,7 +321,7 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         timings["replica_compute_s"] = compute_s
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     except DispatchError as exc:
-        raise RunError(f"{exc}; finished batches are kept, rerun with --resume") from None
+        raise RunError(f"{exc}. Finished batches are kept: --resume runs only the rest.") from None
     finally:
         if started:
             ray.shutdown()
