@@ -322,6 +322,9 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     except DispatchError as exc:
         raise RunError(f"{exc}. Finished batches are kept: --resume runs only the rest.") from None
+    except OSError as exc:  # a full disk, or shared storage that refused an upload
+        raise RunError(f"writing the run folder {loc}: {exc}. Finished batches are kept: --resume runs only "
+                       f"the rest.") from None
     finally:
         if started:
             ray.shutdown()

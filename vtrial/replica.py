@@ -21,8 +21,10 @@ MEMORY_SHARE = 0.5  # of the free memory the replica's share may use
 
 
 def beat_values(protocol) -> int:
-    """Signal values per sampled beat (1.2 s window at the protocol's sampling rate)."""
-    return int(round(1.2 * protocol.sampling.fs_hz))
+    """Signal values per sampled beat (the samplers' beat window at the protocol's sampling rate)."""
+    from vtrial.sampler import WINDOW_S
+
+    return int(round((WINDOW_S[1] - WINDOW_S[0]) * protocol.sampling.fs_hz))
 
 
 def units_per_call(free_bytes: float, share: float, samples_per_unit: int, values_per_beat: int) -> int:
