@@ -207,3 +207,11 @@ def test_fixed_exposure_drugs_get_tdp_categories_logged_to_mlflow(tmp_path):
     lodo = metrics["tdp_lodo_accuracy"]
     assert lodo == pytest.approx(float(np.mean(tdp["lodo_predicted"].to_numpy() == tdp["known"].to_numpy())))
     assert -1 <= metrics["tdp_rank_spearman"] <= 1
+
+
+def test_resume_on_a_fresh_folder_runs_everything(tmp_path):
+    # what a resubmitted cluster job relies on (deploy/kuberay/rayjob.yaml always passes --resume)
+    res = run_trial(protocol(), out=tmp_path / "fresh", resume=True, progress=False, track=False)
+    info = json.loads((tmp_path / "fresh" / "run_info.json").read_text())
+    assert info["batches_run"] == info["batches"] > 0
+    assert res.samples().height == 2 * 6 * 4 * 4
