@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from vtrial.engine import batch_slices, build_units, make_sampler, run_trial, take
+from vtrial.engine import build_units, make_sampler, run_trial
+from vtrial.units import batch_slices, take
 from vtrial.protocol import load_protocol
 
 TARGET_OVERHEAD = 0.15

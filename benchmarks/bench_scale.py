@@ -40,7 +40,7 @@ from vtrial.units import UnitPlan, batch_slices
 TARGETS = {"scaling_2_over_1": 1.6, "ray_overhead_fraction": 0.10, "driver_rss_ratio_10x": 1.5}
 
 
-def protocol(patients: int, sampler: str, replicas: int = 1):
+def protocol(patients: int, sampler: str, replicas: int = 1, gpus_per_replica: float = 0.0, batch_size: int = 96):
     return parse_protocol({
         "name": f"scale_{patients}", "seed": 99,
         "cohort": {"population": "healthy_adults", "size": patients},
@@ -49,7 +49,8 @@ def protocol(patients: int, sampler: str, replicas: int = 1):
                  {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
         "schedule": {"times_h": [-0.5, 1, 2, 3, 4, 6, 8, 12]},
         "sampling": {"samples_per_patient": 16, "sampler": sampler},
-        "compute": {"replicas": replicas, "cpus_per_replica": 1, "batch_size": 96},
+        "compute": {"replicas": replicas, "gpus_per_replica": gpus_per_replica, "cpus_per_replica": 1,
+                    "batch_size": batch_size},
         "tracking": {"experiment": "bench-scale"},
     })
 

@@ -9,7 +9,7 @@
    drawn on the host per unit, so the two differ only by float arithmetic: max |ΔQTcF| and the share of
    samples within 1 ms.
 3. Throughput on the GPU: generation alone (``beats``) and generation + measurement (``sample``) for
-   ``--units`` × 32 samples, best of 3; and ``run_trial`` with 1 replica × 1 GPU (samples/s over the
+   ``--units`` × 16 samples, best of 3; and ``run_trial`` with 1 replica × 1 GPU (samples/s over the
    sampling phase).
 Last line: JSON.
 """
@@ -28,29 +28,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of  # noqa: E402
 
+from bench_scale import n_samples, protocol as scale_protocol  # noqa: E402
+
 from vtrial.cohort import load_cohort  # noqa: E402
 from vtrial.engine import run_trial, start_local_ray  # noqa: E402
-from vtrial.protocol import parse_protocol  # noqa: E402
 from vtrial.units import UnitPlan  # noqa: E402
 
 
 def protocol(patients: int, replicas: int, gpus: float, batch: int):
-    return parse_protocol({
-        "name": f"gpu_check_{replicas}x{gpus:g}", "seed": 5,
-        "cohort": {"population": "healthy_adults", "size": patients},
-        "arms": [{"name": "placebo", "placebo": True},
-                 {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
-        "schedule": {"times_h": [-0.5, 1, 2, 4]},
-        "sampling": {"samples_per_patient": 32, "sampler": "worldmodel"},
-        "compute": {"replicas": replicas, "gpus_per_replica": gpus, "cpus_per_replica": 1, "batch_size": batch},
-    })
+    """bench_scale's trial (3 arms, 8 times, 16 samples) with the world model on GPU replicas."""
+    return scale_protocol(patients, "worldmodel", replicas, gpus_per_replica=gpus, batch_size=batch)
 
 
 def placement(p, out: Path) -> tuple[list[dict], float]:
     res = run_trial(p, out=out, progress=False, track=False)
     info = json.loads((out / "run_info.json").read_text())
-    n = len(p.arms) * p.cohort.size * len(p.schedule.times_h) * p.sampling.samples_per_patient
-    return info["placement"], n / res.timings_s["sampling_s"]
+    return info["placement"], n_samples(p) / res.timings_s["sampling_s"]
 
 
 def main():

@@ -23,20 +23,23 @@ import polars as pl
 
 from vtrial import epk_fit, tdp
 from vtrial.calibration import interval_changes, mean_subject
-from vtrial.drugs import get_drug
+from vtrial.drugs import get_drug, known_drugs
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import default_coefficients
 
-CIPA = ("dofetilide", "bepridil", "sotalol", "quinidine", "cisapride", "terfenadine", "ondansetron",
-        "chlorpromazine", "verapamil", "ranolazine", "mexiletine", "diltiazem")
 MULTIPLES = (1.0, 2.0, 4.0, 10.0)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cipa_drugs() -> list[str]:
+    """The library's drugs with a known TdP category: the 12 CiPA training drugs."""
+    return [d for d in known_drugs() if get_drug(d).tdp_category is not None]
+
+
 def features(coef, waves0) -> pl.DataFrame:
     rows = []
-    for d in CIPA:
+    for d in cipa_drugs():
         drug = get_drug(d)
         block = hill_block(np.array(MULTIPLES) * drug.free_cmax_nM, drug.ic50_vector, drug.hill_vector)
         ch = interval_changes(waves0, block, coef)
@@ -66,17 +69,18 @@ def main():
                  "peak_ddqtcf_error_ms": {d: round(float(fit.predict(d)["d_qtcf_ms"].max()
                                                         - fit.data.obs[d]["qtcf_ms"].max()), 1) for d in epk_fit.DRUGS}}
     f = features(coef, waves0)
-    cats = {d: get_drug(d).tdp_category for d in CIPA}
+    drugs = cipa_drugs()
+    cats = {d: get_drug(d).tdp_category for d in drugs}
     clf = tdp.fit_classifier(f, cats)
     lodo = tdp.leave_one_drug_out(f, cats)
     wide = f.pivot(on="multiple", index="drug", values="ddqtcf_ms").with_columns(
         pl.Series("herg_block_1x", f.filter(pl.col("multiple") == 1.0)["herg_block"]),
-        pl.Series("category", [cats[d] for d in CIPA]), pl.Series("lodo", [lodo[d] for d in CIPA]))
+        pl.Series("category", [cats[d] for d in drugs]), pl.Series("lodo", [lodo[d] for d in drugs]))
     with pl.Config(tbl_rows=20, tbl_cols=10):
         print("ΔΔQTcF (ms) at multiples of free Cmax\n", wide)
     print(json.dumps({"classifier": {"feature": clf.feature, "multiple": clf.multiple, "low_ms": round(clf.low_ms, 1),
                                      "high_ms": round(clf.high_ms, 1), "train_accuracy": round(clf.train_accuracy, 3)},
-                      "lodo_correct": int(sum(lodo[d] == cats[d] for d in CIPA)), "drugs": len(CIPA), "refit": refit}))
+                      "lodo_correct": int(sum(lodo[d] == cats[d] for d in drugs)), "drugs": len(drugs), "refit": refit}))
 
 
 if __name__ == "__main__":

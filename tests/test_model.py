@@ -131,7 +131,7 @@ def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
     s = WorldModelSampler(2, path, {"steps": 4})
     u = _units()
     whole = s.sample(u, 9)
-    from vtrial.engine import take
+    from vtrial.units import take
 
     first = s.sample(take(u, slice(0, 2)), 9)
     np.testing.assert_allclose(whole["qtcf_ms"][:4], first["qtcf_ms"], rtol=1e-5, equal_nan=True)

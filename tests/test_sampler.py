@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vtrial.cohort import load_population, sample_cohort
-from vtrial.engine import build_units, take
+from vtrial.engine import build_units
+from vtrial.units import take
 from vtrial.measure import measure
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import ecgsyn_beat

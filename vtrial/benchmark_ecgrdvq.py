@@ -44,7 +44,7 @@ from vtrial.cohort import Cohort, lognormal_sensitivity, real_subject_sensitivit
 from vtrial.cohort_table import cohort_from_rows
 from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
-from vtrial.engine import unit_table
+from vtrial.units import unit_table
 from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients

@@ -25,7 +25,7 @@ from vtrial import store
 from vtrial.location import RunLocation
 from vtrial.cohort import load_cohort
 from vtrial.protocol import Protocol, dump_protocol
-from vtrial.units import UnitPlan, batch_slices, take, unit_table  # noqa: F401 (re-exported)
+from vtrial.units import UnitPlan, batch_slices
 
 RESOLVED = "protocol.resolved.yaml"
 RUN_INFO = "run_info.json"
@@ -223,7 +223,7 @@ class TrialResult:
     run_id: str | None = None
     timings_s: dict = field(default_factory=dict)
     analysis: object | None = None  # vtrial.analysis.Analysis
-    location: str | None = None  # where the run folder is kept: ``out``, or the URI it mirrors
+    location: str | None = None  # where run_trial keeps the run folder: ``out``, or the URI it mirrors
 
     def samples(self) -> pl.DataFrame:
         return store.read_samples(self.out)
@@ -421,8 +421,7 @@ def finish_run(out: Path, protocol: Protocol, base_dir: Path | None = None, trac
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         run_id = log_run(out, protocol, metrics, paths + [out / RESOLVED, out / store.SAMPLES, out / RUN_INFO],
                          protocol.tracking.uri or tracking_uri, protocol.tracking.experiment)
-    return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an,
-                       location=str(out))
+    return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an)
 
 
 def _invocations(path: Path) -> list[dict]:

@@ -32,6 +32,7 @@ class RunLocation:
     def __init__(self, out: str | Path):
         self.uri = str(out).rstrip("/") if is_uri(str(out)) else None
         self._uploads, self._pending = None, []
+        self._made_dirs: set[str] = set()
         if self.uri is None:
             self.local = Path(out)
             self.fs = self.root = None
@@ -94,7 +95,10 @@ class RunLocation:
             return
         rel = Path(path).relative_to(self.local).as_posix()
         target = f"{self.root}/{rel}"
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        folder = target.rsplit("/", 1)[0]
+        if folder not in self._made_dirs:  # once per folder, not once per part (a round trip on object stores)
+            self.fs.create_dir(folder, recursive=True)
+            self._made_dirs.add(folder)
         with open(path, "rb") as src, self.fs.open_output_stream(target) as dst:
             while chunk := src.read(1 << 22):
                 dst.write(chunk)
