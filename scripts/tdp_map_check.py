@@ -1,9 +1,11 @@
 """How far the block→ECG map alone can take the CiPA TdP classification: a fast check, no trial run.
 
     python scripts/tdp_map_check.py [--data ../shared/data] [--ke0-min 0.05] [--inward-bound -60]
+                                    [--herg-model static|dynamic]
 
 The FDA study's mean virtual subject (``calibration.mean_subject``) takes each of the 12 CiPA training
-drugs at 1, 2, 4 and 10× its free Cmax (static Hill block, ``vtrial/data/drugs.json``); the map Δ(block)
+drugs at 1, 2, 4 and 10× its free Cmax (Hill block, or with ``--herg-model dynamic`` the paced dynamic
+hERG model for hERG, ``vtrial.physiology.herg``); the map Δ(block)
 gives ΔΔQTcF and ΔΔJ-Tpeak_c, and ``vtrial.tdp`` fits its classifier and leave-one-drug-out on them —
 the same features a cipa_training run feeds it, without sampling noise or the world model. By default
 the shipped coefficients; with ``--ke0-min`` or ``--inward-bound`` the map is first recalibrated on
@@ -25,7 +27,6 @@ from vtrial import epk_fit, tdp
 from vtrial.calibration import interval_changes, mean_subject
 from vtrial.drugs import get_drug, known_drugs
 from vtrial.ecgrdvq import load_clinical_table
-from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import default_coefficients
 
 MULTIPLES = (1.0, 2.0, 4.0, 10.0)
@@ -37,11 +38,11 @@ def cipa_drugs() -> list[str]:
     return [d for d in known_drugs() if get_drug(d).tdp_category is not None]
 
 
-def features(coef, waves0) -> pl.DataFrame:
+def features(coef, waves0, herg_model: str = "static") -> pl.DataFrame:
     rows = []
     for d in cipa_drugs():
-        drug = get_drug(d)
-        block = hill_block(np.array(MULTIPLES) * drug.free_cmax_nM, drug.ic50_vector, drug.hill_vector)
+        drug = get_drug(d, herg_model)
+        block = drug.block(np.array(MULTIPLES) * drug.free_cmax_nM)
         ch = interval_changes(waves0, block, coef)
         rows += [{"drug": d, "multiple": m, "ddqtcf_ms": float(q), "ddjtpeakc_ms": float(j), "herg_block": float(b)}
                  for m, q, j, b in zip(MULTIPLES, ch["d_qtcf_ms"], ch["d_jtpeakc_ms"], block[:, 0])]
@@ -53,6 +54,8 @@ def main():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--ke0-min", type=float, default=None)
     ap.add_argument("--inward-bound", type=float, default=None)
+    ap.add_argument("--herg-model", choices=("static", "dynamic"), default="static",
+                    help="hERG block of the CiPA drugs: Hill (static) or the paced dynamic hERG model")
     args = ap.parse_args()
     table, _ = load_clinical_table(args.data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     waves0, _ = mean_subject(table)
@@ -68,7 +71,7 @@ def main():
         refit = {"ke0_per_h": {k: round(v, 3) for k, v in fit.ke0_per_h.items()},
                  "peak_ddqtcf_error_ms": {d: round(float(fit.predict(d)["d_qtcf_ms"].max()
                                                         - fit.data.obs[d]["qtcf_ms"].max()), 1) for d in epk_fit.DRUGS}}
-    f = features(coef, waves0)
+    f = features(coef, waves0, args.herg_model)
     drugs = cipa_drugs()
     cats = {d: get_drug(d).tdp_category for d in drugs}
     clf = tdp.fit_classifier(f, cats)

@@ -46,7 +46,6 @@ from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
 from vtrial.units import unit_table
 from vtrial.epk_fit import DRUGS, EpkFit, fit
-from vtrial.physiology.block import hill_block
 from vtrial.physiology.epk import EpkCoefficients
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
 from vtrial.scoring import calibration, crps_gaussian
@@ -92,7 +91,7 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
                                  [Dose(0.0, doses[d], "oral")], times_h)
             rows = slice(j * draws, (j + 1) * draws)
             conc[a, rows] = exp.conc_free_nM
-            block[a, rows] = hill_block(exp.conc_effect_free_nM, drug.ic50_vector, drug.hill_vector)
+            block[a, rows] = drug.block(exp.conc_effect_free_nM)
     return unit_table(copies, conc, block, times_h, patient_ids=keys)
 
 

@@ -42,6 +42,8 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
         seed: Optional[int] = typer.Option(None, "--seed", help="override the protocol's seed"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
         replicas: Optional[int] = typer.Option(None, "--replicas", help="override compute.replicas"),
+        herg_model: Optional[str] = typer.Option(None, "--herg-model", help="override herg_model: static (Hill) "
+                                                 "or dynamic (paced CiPA dynamic hERG model)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         strict: bool = typer.Option(False, "--strict", help="a WFDB record that cannot be used is an error "
                                     "(default: skipped and listed in cohort_report.json)"),
@@ -52,6 +54,11 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
     from vtrial.engine import RunError, run_trial
 
     p = _load(protocol)
+    if herg_model is not None:
+        if herg_model not in ("static", "dynamic"):
+            console.print(f"[red]error[/red] --herg-model {herg_model!r}: expected static or dynamic", highlight=False)
+            raise typer.Exit(2)
+        p = p.replace(herg_model=herg_model)
     try:
         result = run_trial(p, out=out, address=address, seed=seed, resume=resume, replicas=replicas,
                            progress=not quiet, base_dir=protocol.parent, strict=strict, tracking_uri=tracking_uri)

@@ -1,26 +1,35 @@
 """The drug library: ion-channel profiles, exposure and PK of built-in drugs, plus inline drugs.
 
 Built-ins live in ``vtrial/data/drugs.json`` (written by ``scripts/build_drug_library.py``): the 12 CiPA
-training drugs (IC50s and Hill coefficients from Li et al. 2017, free therapeutic Cmax and TdP category
-from Li et al. 2019) and, for the four drugs of the FDA study ECGRDVQ, oral PK fitted to its plasma
-concentrations. A protocol may define a new compound inline from its in-vitro profile with ``Drug.from_dict``.
+training drugs (IC50s and Hill coefficients from Li et al. 2017, their hERG binding kinetics from the
+same paper in ``herg_kinetics.json``, free therapeutic Cmax and TdP category from Li et al. 2019) and,
+for the four drugs of the FDA study ECGRDVQ, oral PK fitted to its plasma concentrations. A protocol may define a new compound inline from its
+in-vitro profile with ``Drug.from_dict``.
+
+A drug's block (``Drug.block``) is the Hill equation per channel, except hERG when the drug carries binding
+kinetics (``herg_binding``): then the steady-state block of the paced dynamic hERG model
+(``vtrial.physiology.herg``), which accounts for trapping and slow binding. Built-ins carry them only when
+asked (``get_drug(name, herg_model="dynamic")``; a protocol's ``herg_model``): the block→ECG map is
+calibrated with Hill block, and the dynamic model is the alternative CiPA recommends.
 """
 from __future__ import annotations
 
 import difflib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
-from vtrial.physiology.block import CHANNELS
+from vtrial.physiology.block import CHANNELS, hill_block
 from vtrial.physiology.checks import check_fraction, check_positive
+from vtrial.physiology.herg import HergBinding, dynamic_block
 from vtrial.physiology.pk import PKParams, Variability
 
 TDP_CATEGORIES = {0: "low", 1: "intermediate", 2: "high"}
+HERG_MODELS = ("static", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class Drug:
     free_cmax_nM: float | None = None
     tdp_category: int | None = None
     pk: DrugPK | None = None
+    herg_binding: HergBinding | None = None
     references: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -80,6 +90,13 @@ class Drug:
     @property
     def hill_vector(self) -> np.ndarray:
         return np.array([_num(self.hill.get(ch), default=1.0) for ch in CHANNELS])
+
+    def block(self, conc_free_nM) -> np.ndarray:
+        """Fraction of each channel blocked at free concentrations ``conc_free_nM`` (...,) nM: (..., 7)."""
+        b = hill_block(conc_free_nM, self.ic50_vector, self.hill_vector)
+        if self.herg_binding is not None:
+            b[..., CHANNELS.index("hERG")] = dynamic_block(conc_free_nM, self.herg_binding)
+        return b
 
     @property
     def tdp_label(self) -> str | None:
@@ -110,7 +127,10 @@ class Drug:
         pk = d.pop("pk", None)
         if pk is not None and not isinstance(pk, DrugPK):
             pk = DrugPK(**pk)
-        return Drug(pk=pk, references=tuple(d.pop("references", ())), **d)
+        binding = d.pop("herg_binding", None)
+        if binding is not None:
+            binding = HergBinding.from_dict(binding)
+        return Drug(pk=pk, herg_binding=binding, references=tuple(d.pop("references", ())), **d)
 
 
 def _num(v, default=math.nan) -> float:
@@ -124,16 +144,29 @@ def _library() -> dict[str, Drug]:
     return {name: Drug.from_dict({"name": name, **entry}) for name, entry in raw["drugs"].items()}
 
 
+@lru_cache(maxsize=1)
+def _herg_kinetics() -> dict[str, HergBinding]:
+    text = resources.files("vtrial.data").joinpath("herg_kinetics.json").read_text()
+    return {name: HergBinding.from_dict(v) for name, v in json.loads(text)["drugs"].items()}
+
+
 def known_drugs() -> list[str]:
     return sorted(_library())
 
 
-def get_drug(name: str) -> Drug:
-    """A built-in drug by name (case-insensitive); unknown names list the known ones."""
+def get_drug(name: str, herg_model: str = "static") -> Drug:
+    """A built-in drug by name (case-insensitive); unknown names list the known ones. ``herg_model``:
+    ``"static"`` blocks hERG by the Hill equation, ``"dynamic"`` by the paced CiPA dynamic hERG model with
+    the drug's binding kinetics (``vtrial/data/herg_kinetics.json``; Hill for a drug without them)."""
+    if herg_model not in HERG_MODELS:
+        raise ValueError(f"herg_model = {herg_model!r} is not one of {', '.join(HERG_MODELS)}")
     lib = _library()
     key = name.strip().lower()
     if key not in lib:
         close = difflib.get_close_matches(key, lib, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown drug {name!r}.{hint} Known drugs: {', '.join(sorted(lib))}")
-    return lib[key]
+    drug = lib[key]
+    if herg_model == "dynamic" and key in _herg_kinetics():
+        drug = replace(drug, herg_binding=_herg_kinetics()[key])
+    return drug

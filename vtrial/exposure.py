@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 import numpy as np
 
-from vtrial.physiology.block import CHANNELS, combined_block
+from vtrial.physiology.block import CHANNELS, combine_blocks
 from vtrial.physiology.pk import Dose, concentrations, regimen, sample_individuals
 
 PK_STREAM = 0x9C0  # seed-sequence key of the PK variability draws
@@ -30,7 +30,7 @@ def arm_exposure(protocol, arm, size: int) -> tuple[np.ndarray, np.ndarray]:
     n_t = len(times)
     if arm.placebo:
         return np.zeros((size, n_t)), np.zeros((size, n_t, len(CHANNELS)))
-    plasma, effect, ic50, hill = [], [], [], []
+    plasma, blocks = [], []
     for d in arm.drugs:
         drug = protocol.drug(d.drug)
         if d.exposure is not None:
@@ -40,13 +40,10 @@ def arm_exposure(protocol, arm, size: int) -> tuple[np.ndarray, np.ndarray]:
             c[0] = 0.0  # the first time is the pre-dose baseline
             c = np.broadcast_to(c, (size, n_t))
             plasma.append(c)
-            effect.append(c)
+            blocks.append(drug.block(c))
         else:
             p = sample_individuals(drug.pk_params(), drug.variability(), size, _pk_rng(protocol.seed, d.drug))
             exp = concentrations(p, _doses(d), times)
             plasma.append(exp.conc_free_nM)
-            effect.append(exp.conc_effect_free_nM)
-        ic50.append(drug.ic50_vector)
-        hill.append(drug.hill_vector)
-    block = combined_block(np.stack(effect), np.stack(ic50), np.stack(hill))
-    return np.asarray(plasma[0]), block
+            blocks.append(drug.block(exp.conc_effect_free_nM))
+    return np.asarray(plasma[0]), combine_blocks(blocks)

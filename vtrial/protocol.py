@@ -201,6 +201,16 @@ class Tracking(_Model):
     experiment: str = "vtrial"
 
 
+class HergBindingSpec(_Model):
+    """hERG binding kinetics of the CiPA dynamic hERG model (Li et al. 2017); see ``vtrial.physiology.herg``."""
+
+    kmax: float = Field(gt=0)
+    ku_per_ms: float = Field(gt=0)
+    n: float = Field(gt=0)
+    halfmax: float = Field(gt=0, description="nM^n")
+    vhalf_mv: float
+
+
 class InlineDrug(_Model):
     ic50_nM: dict[str, float | None]
     hill: dict[str, float | None] = Field(default_factory=dict)
@@ -210,6 +220,7 @@ class InlineDrug(_Model):
     free_cmax_nM: float | None = Field(default=None, gt=0)
     tdp_category: int | None = None
     pk: dict[str, float] | None = None
+    herg_binding: HergBindingSpec | None = None
 
 
 class Protocol(_Model):
@@ -223,6 +234,9 @@ class Protocol(_Model):
     endpoints: tuple[str, ...] = ("qtcf", "dqtcf", "ddqtcf")
     compute: Compute = Compute()
     risk: Risk = Risk()
+    herg_model: Literal["static", "dynamic"] = Field(
+        default="static", description="hERG block: Hill equation (static, what the block→ECG map is calibrated "
+        "with) or the paced CiPA dynamic hERG model for drugs with binding kinetics (dynamic)")
     output: Output = Output()
     tracking: Tracking = Tracking()
 
@@ -237,8 +251,11 @@ class Protocol(_Model):
     def drug(self, name: str) -> Drug:
         """An inline drug of this protocol, else a built-in."""
         if name in self.drugs:
-            return Drug.from_dict({"name": name, **self.drugs[name].model_dump()})
-        return get_drug(name)
+            spec = self.drugs[name].model_dump()
+            if self.herg_model == "static":
+                spec["herg_binding"] = None
+            return Drug.from_dict({"name": name, **spec})
+        return get_drug(name, self.herg_model)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -25,7 +25,7 @@ import torch
 
 from vtrial.cohort import load_population, sample_cohort
 from vtrial.drugs import get_drug, known_drugs
-from vtrial.physiology.block import CHANNELS, hill_block
+from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import beat_times_s, ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
 from vtrial.physiology.waves import Waves
@@ -144,7 +144,7 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
         rows = which == i
         drug = get_drug(d)
         conc[rows] = multiple[rows] * drug.free_cmax_nM
-        block[rows] = hill_block(conc[rows], drug.ic50_vector, drug.hill_vector)
+        block[rows] = drug.block(conc[rows])
     virtual = (virtual_rng.random(n) < virtual_fraction) & (multiple > 0)
     block[virtual], conc[virtual] = virtual_compounds(int(virtual.sum()), virtual_rng)
     tsd = rng.uniform(0.5, 24.0, n)

@@ -22,7 +22,7 @@ from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.median_beat import median_beat
 from vtrial.model.corpus import FS_HZ, N_SAMPLES, WINDOW_S, Pairs, action_vector, covariate_vector
-from vtrial.physiology.block import CHANNELS, hill_block
+from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
 from vtrial.physiology.fit import fit_waves
@@ -74,7 +74,7 @@ def pairs_from_wfdb(metadata: str | Path, records_dir: str | Path, lead: str = "
             continue
         drug = get_drug(r["treatment"])
         conc[i] = r["conc_ng_ml"] / drug.mw_g_mol * 1000.0 * drug.fu  # ng/mL → nM, free
-        block[i] = hill_block(conc[i], drug.ic50_vector, drug.hill_vector)
+        block[i] = drug.block(conc[i])
     prior = ecgsyn_beat(apply_block(waves, block, default_coefficients()).to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
     # a real subject's drug sensitivity is unknown: its median, 1 (the model then carries the spread)
     cov = covariate_vector((post["sex"] == "F").cast(pl.Float64).to_numpy(), post["age_y"].to_numpy(),

@@ -69,7 +69,13 @@ def combined_block(conc_free_nM, ic50_nM, hill) -> np.ndarray:
     h = np.atleast_2d(np.asarray(hill, dtype=float))
     if conc.shape[0] != ic50.shape[0] or ic50.shape != h.shape:
         raise ValueError(f"need one concentration row per drug: conc {conc.shape}, ic50 {ic50.shape}, hill {h.shape}")
-    unblocked = np.ones(conc.shape[1:] + (len(CHANNELS),))
-    for d in range(ic50.shape[0]):
-        unblocked = unblocked * (1.0 - hill_block(conc[d], ic50[d], h[d]))
-    return 1.0 - unblocked
+    return combine_blocks([hill_block(conc[d], ic50[d], h[d]) for d in range(ic50.shape[0])])
+
+
+def combine_blocks(blocks) -> np.ndarray:
+    """Block of each channel by several drugs binding independently: 1 − Π_d (1 − block_d), from each
+    drug's own block array (..., 7) (e.g. ``Drug.block``)."""
+    unblocked = 1.0
+    for b in blocks:
+        unblocked = unblocked * (1.0 - np.asarray(b, float))
+    return 1.0 - np.asarray(unblocked, float)
