@@ -3,7 +3,9 @@
     python benchmarks/calibration_ecgrdvq.py [--data ../shared/data]
 
 A mean virtual subject (the study's mean pre-dose intervals) takes each drug at its study dose with the
-drug library's PK and ke0 and the shipped map coefficients; its measured ΔQTcF time course is compared
+drug library's PK, its variability (block averaged over the simulated population, as the calibration
+does: ``epk_fit``) and ke0, the population's mean drug sensitivity and the shipped map coefficients; its
+measured ΔQTcF time course is compared
 with the observed mean ΔΔQTcF (``ddQTcF_by_treatment_timepoint.csv``), and its ΔJ-Tpeak_c with the
 study's finding (dofetilide and quinidine prolong J-Tpeak_c; ranolazine and verapamil do not, or far
 less). Last line: JSON with ``peak_ddqtcf_error_ms`` (predicted peak minus observed peak) per drug.
@@ -18,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vtrial.calibration import effect_site_block, interval_changes, mean_subject
+from vtrial.calibration import interval_changes, mean_sensitivity, mean_subject, population_block
+from vtrial.cohort import real_subject_sensitivity_cv
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table, placebo_corrected
+from vtrial.epk_fit import POPULATION_DRAWS
 from vtrial.physiology.epk import default_coefficients
 
 DRUGS = {"dofetilide": "Dofetilide", "quinidine": "Quinidine Sulph", "ranolazine": "Ranolazine", "verapamil": "Verapamil HCL"}
@@ -47,8 +51,8 @@ def main():
         obs = ref.filter((pl.col("treatment") == label) & (pl.col("tpt_h") > 0)).sort("tpt_h")
         times = obs["tpt_h"].to_numpy()
         dose = float(df.filter(pl.col("treatment") == drug)["dose_mg"][0])
-        _, block = effect_site_block(get_drug(drug), dose, times)
-        pred = interval_changes(waves0, block, coef)
+        block = population_block(get_drug(drug), dose, times, draws=POPULATION_DRAWS)
+        pred = interval_changes(waves0, block, coef, sensitivity=mean_sensitivity(real_subject_sensitivity_cv()))
         observed = obs["mean_ddQTcF_ms"].to_numpy()
         peak_err[drug] = round(float(pred["d_qtcf_ms"].max() - observed.max()), 2)
         rmse[drug] = round(float(np.sqrt(np.mean((pred["d_qtcf_ms"] - observed) ** 2))), 2)

@@ -3,9 +3,10 @@
     python scripts/calibrate_epk.py [--data ../shared/data] [--subjects 1001,1002,...]
 
 A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the study's mean pre-dose
-values) receives each study drug at its study dose: typical-value PK from the drug library → free
-effect-site concentration (rate ke0 per drug) → Hill block (CiPA IC50s) → Δ(block) → ECGSYN beat →
-``measure``. The map's coefficients and the four ke0 are fitted jointly by bounded least squares
+values) receives each study drug at its study dose: PK from the drug library → free effect-site
+concentration (rate ke0 per drug) → Hill block (CiPA IC50s), averaged over a population drawn with the
+library's PK variability, at the population's mean drug sensitivity → Δ(block) → ECGSYN beat →
+``measure`` (``vtrial.epk_fit``: the simulated population's mean, which is what a trial reports). The map's coefficients and the four ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the 15 post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
 ΔΔQTcF error (weight √30, twice its whole time course). The T-wave flattening φ
@@ -43,7 +44,8 @@ def main():
         "data": "FDA study ECGRDVQ (SCR-002), mean placebo-corrected changes of "
                 + ("all 22 subjects" if subjects is None else f"subjects {subjects}"),
         "method": "scripts/calibrate_epk.py: bounded least squares (scipy.optimize.least_squares) of a mean "
-                  "virtual subject's measured ΔΔQTcF, ΔΔJ-Tpeak_c, ΔΔTpeak-Tend, ΔΔPR, ΔΔQRS time courses",
+                  "virtual subject's measured ΔΔQTcF, ΔΔJ-Tpeak_c, ΔΔTpeak-Tend, ΔΔPR, ΔΔQRS time courses, "
+                  "block averaged over 64 PK draws, mean drug sensitivity",
         "mean_subject_baseline_ms": {k: round(v, 2) for k, v in base.items()},
         "t_flattening": "fixed, not identifiable from intervals",
         "ke0_per_h": {d: round(v, 4) for d, v in ke0.items()},

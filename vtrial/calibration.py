@@ -11,13 +11,13 @@ import numpy as np
 
 from vtrial.drugs import Drug
 from vtrial.measure import measure
-from vtrial.physiology.block import hill_block
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import EpkCoefficients, apply_block
-from vtrial.physiology.pk import Dose, concentrations
+from vtrial.physiology.pk import Dose, concentrations, sample_individuals
 from vtrial.physiology.waves import Waves
 
 WINDOW_S = (-0.5, 1.0)
+POPULATION_STREAM = 0xCA1
 DELTA_COLUMNS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms")
 
 
@@ -34,23 +34,35 @@ def mean_subject(table) -> tuple[Waves, dict]:
     return waves, base
 
 
-def effect_site_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Typical-subject free effect-site concentration (T,) nM and block (T, 7) after one oral dose."""
+def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None, draws: int = 64,
+                     seed: int = 0) -> np.ndarray:
+    """Block (T, 7) averaged over ``draws`` subjects drawn with the drug's PK variability (fixed ``seed``,
+    so a fit sees the same draws at every evaluation) after one oral dose: what the mean of a simulated
+    population sees (the typical subject's block has a sharper, higher peak)."""
     params = drug.pk_params()
     if ke0_per_h is not None:
         params = replace(params, ke0_per_h=ke0_per_h)
-    conc = concentrations(params, [Dose(0.0, dose_mg, "oral")], times_h).conc_effect_free_nM[0]
-    return conc, hill_block(conc, drug.ic50_vector, drug.hill_vector)
+    rng = np.random.default_rng([seed, POPULATION_STREAM])
+    conc = concentrations(sample_individuals(params, drug.variability(), draws, rng), [Dose(0.0, dose_mg, "oral")],
+                          times_h).conc_effect_free_nM
+    return drug.block(conc).mean(axis=0)
 
 
-def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float = 1000.0) -> dict[str, np.ndarray]:
-    """Measured change from baseline of each interval in ``DELTA_COLUMNS`` for one subject under block (T, 7)."""
+def mean_sensitivity(cv: float) -> float:
+    """Mean of the log-normal drug-effect sensitivity with median 1 and coefficient of variation ``cv``."""
+    return float(np.sqrt(1.0 + cv**2))
+
+
+def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float = 1000.0,
+                     sensitivity: float = 1.0) -> dict[str, np.ndarray]:
+    """Measured change from baseline of each interval in ``DELTA_COLUMNS`` for one subject under block (T, 7);
+    ``sensitivity`` multiplies the whole drug-induced change of the waves (``apply_block``)."""
     block = np.asarray(block, float)
     n = block.shape[0]
     rep = Waves(waves0.t_ms.expand(n + 1, -1), waves0.sigma_ms.expand(n + 1, -1),
                 waves0.height_mv.expand(n + 1, -1), waves0.rr_s.expand(n + 1))
     full = np.vstack([np.zeros((1, block.shape[1])), block])
-    beats = ecgsyn_beat(apply_block(rep, full, coef).to_ecgsyn(), fs_hz, WINDOW_S)
+    beats = ecgsyn_beat(apply_block(rep, full, coef, np.full(n + 1, sensitivity)).to_ecgsyn(), fs_hz, WINDOW_S)
     m = measure(beats, fs_hz, float(waves0.rr_s[0]) * 1000.0, window_start_s=WINDOW_S[0])
     out = {f"d_{c}": m[c][1:] - m[c][0] for c in DELTA_COLUMNS}
     out["valid"] = m["valid"][1:] & m["valid"][0]

@@ -1,9 +1,12 @@
 """Fit the block→ECG map Δ(block) and the drugs' effect-compartment delays to the FDA study ECGRDVQ.
 
 A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the fitting subjects' mean
-pre-dose values) receives each study drug at its study dose: typical-value PK from the drug library →
-free effect-site concentration (rate ke0 per drug) → Hill block (CiPA IC50s) → Δ(block) → ECGSYN beat →
-``measure``. The map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
+pre-dose values) receives each study drug at its study dose: PK from the drug library → free effect-site
+concentration (rate ke0 per drug) → block (``Drug.block``: CiPA IC50s, dynamic hERG) averaged over
+``POPULATION_DRAWS`` subjects drawn with the library's PK variability, at the population's mean drug
+sensitivity → Δ(block) → ECGSYN beat → ``measure``. The population average, not the typical subject, is
+what a simulated trial's mean reads: fitting the typical subject's sharper peak to the observed mean left
+the simulated dofetilide and quinidine peaks 4–6 ms low. The map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
 ΔΔQTcF error (weight √30). The T-wave flattening φ is fixed (not identifiable from intervals).
@@ -20,7 +23,8 @@ import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
-from vtrial.calibration import effect_site_block, interval_changes, mean_subject
+from vtrial.calibration import interval_changes, mean_sensitivity, mean_subject, population_block
+from vtrial.cohort import real_subject_sensitivity_cv
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import placebo_corrected
 from vtrial.physiology.epk import EpkCoefficients
@@ -37,6 +41,7 @@ MAP_PARAMS = [
     ("pr_ICaL", 0.0, 2000.0, 200.0),
 ]
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
+POPULATION_DRAWS = 64
 
 
 @dataclass
@@ -57,10 +62,9 @@ class EpkFit:
     cost: float
 
     def predict(self, drug: str, ke0_per_h: float | None = None) -> dict[str, np.ndarray]:
-        """The mean subject's ΔΔ time courses for ``drug`` at the study dose and times."""
+        """The population's mean ΔΔ time courses for ``drug`` at the study dose and times (ke0: the fitted one)."""
         k = ke0_per_h if ke0_per_h is not None else self.ke0_per_h[drug]
-        _, block = effect_site_block(get_drug(drug), self.data.doses[drug], self.data.obs[drug]["time_h"], k)
-        return interval_changes(self.data.waves0, block, self.coef)
+        return _changes(self.data, drug, k, self.coef)
 
 
 def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS) -> Observed:
@@ -90,12 +94,17 @@ def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
     return coef, {d: math.exp(v) for d, v in zip(drugs, x[len(MAP_PARAMS):])}
 
 
+def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients) -> dict[str, np.ndarray]:
+    """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times."""
+    block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h, POPULATION_DRAWS)
+    return interval_changes(data.waves0, block, coef, sensitivity=mean_sensitivity(real_subject_sensitivity_cv()))
+
+
 def residuals(x, data: Observed, drugs=DRUGS):
     coef, ke0 = coefficients(x, drugs)
     res = []
     for d in drugs:
-        _, block = effect_site_block(get_drug(d), data.doses[d], data.obs[d]["time_h"], ke0[d])
-        pred = interval_changes(data.waves0, block, coef)
+        pred = _changes(data, d, ke0[d], coef)
         for c, w in WEIGHTS.items():
             res.append(w * (pred[f"d_{c}"] - data.obs[d][c]))
         # the peak ΔΔQTcF is what safety decisions read: weigh its error like three time points
