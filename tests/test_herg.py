@@ -123,3 +123,18 @@ def test_protocol_herg_model_switches_the_block():
     assert abs(results["static"][1] - results["dynamic"][1]) > 0.01
     with pytest.raises(ProtocolError, match="herg_model"):
         parse_protocol({**copy.deepcopy(spec), "herg_model": "trapping"})
+
+
+def test_kinetics_separate_cisapride_from_the_high_risk_hERG_blockers():
+    """The finding the dynamic model is here for: with static IC50s cisapride (intermediate risk) blocks
+    more hERG at its free Cmax than sotalol (high) and almost as much as dofetilide (high); with binding
+    kinetics (cisapride unbinds and is not trapped) it blocks less than either."""
+    h = CHANNELS.index("hERG")
+
+    def at_cmax(name, model):
+        d = get_drug(name, model)
+        return d.block(d.free_cmax_nM)[h]
+
+    assert at_cmax("cisapride", "static") > at_cmax("sotalol", "static")
+    for high in ("sotalol", "dofetilide"):
+        assert at_cmax("cisapride", "dynamic") < at_cmax(high, "dynamic") - 0.03

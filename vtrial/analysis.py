@@ -94,7 +94,8 @@ def analyse(protocol: Protocol, samples: pl.LazyFrame, tdp_classifier: TdpClassi
             mine = sorted((m, i) for i, (d, m) in exposure.items() if d == drug)
             at = next((i for m, i in mine if m >= 1.0), mine[-1][1])
             score_1x[drug] = scores.get(at)
-        tdp, tdp_metrics, clf = tdp_table(features, categories, score_1x, clf, protocol.sampling.sampler)
+        tdp, tdp_metrics, clf = tdp_table(features, categories, score_1x, clf, protocol.sampling.sampler,
+                                           protocol.herg_model)
         metrics.update(tdp_metrics)
         if clf is not None and clf.sampler and clf.sampler != protocol.sampling.sampler:
             warnings.append(f"TdP thresholds were fitted on the {clf.sampler!r} sampler, this run uses "

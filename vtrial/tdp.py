@@ -32,6 +32,7 @@ class TdpClassifier:
     train_accuracy: float
     drugs: tuple[str, ...] = ()
     sampler: str | None = None
+    herg_model: str | None = None  # how the training drugs blocked hERG (provenance)
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, float)
@@ -84,7 +85,8 @@ def _best_thresholds(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int, f
     return best[2], best[3], best[0], best[1]
 
 
-def fit_classifier(features: pl.DataFrame, categories: dict[str, int], sampler: str | None = None) -> TdpClassifier:
+def fit_classifier(features: pl.DataFrame, categories: dict[str, int], sampler: str | None = None,
+                   herg_model: str | None = None) -> TdpClassifier:
     """Choose feature, multiple and thresholds on the drugs of ``categories`` present in ``features``."""
     drugs = sorted(d for d in set(features["drug"].to_list()) if d in categories)
     if len({categories[d] for d in drugs}) < 2:
@@ -102,7 +104,8 @@ def fit_classifier(features: pl.DataFrame, categories: dict[str, int], sampler: 
                 key, best = (correct, margin), (feature, m, lo, hi, correct / len(drugs))
     if best is None:
         raise ValueError("no multiple of free Cmax at which every training drug has both features")
-    return TdpClassifier(best[0], best[1], float(best[2]), float(best[3]), float(best[4]), tuple(drugs), sampler)
+    return TdpClassifier(best[0], best[1], float(best[2]), float(best[3]), float(best[4]), tuple(drugs), sampler,
+                         herg_model)
 
 
 def predict_drugs(clf: TdpClassifier, features: pl.DataFrame) -> dict[str, float]:
@@ -128,14 +131,15 @@ def leave_one_drug_out(features: pl.DataFrame, categories: dict[str, int]) -> di
 
 
 def tdp_table(features: pl.DataFrame, categories: dict[str, int], score_at_1x: dict[str, float],
-              clf: TdpClassifier | None, sampler: str | None = None) -> tuple[pl.DataFrame, dict, TdpClassifier | None]:
+              clf: TdpClassifier | None, sampler: str | None = None,
+              herg_model: str | None = None) -> tuple[pl.DataFrame, dict, TdpClassifier | None]:
     """Per drug: known and predicted category (by the classifier fitted on this run's training drugs when
     it has ≥ 2 categories, else by ``clf``), leave-one-drug-out prediction, features. Metrics:
     ``tdp_lodo_accuracy`` and ``tdp_rank_spearman`` (S(a) at 1× free Cmax vs the known category)."""
     known = {d: c for d, c in categories.items() if d in set(features["drug"].to_list())}
     metrics, lodo = {}, {}
     if len(set(known.values())) >= 2 and len(known) >= 4:
-        clf = fit_classifier(features, known, sampler)
+        clf = fit_classifier(features, known, sampler, herg_model)
         lodo = leave_one_drug_out(features, known)
         ok = [d for d in known if np.isfinite(lodo.get(d, np.nan))]
         metrics["tdp_lodo_accuracy"] = float(np.mean([lodo[d] == known[d] for d in ok])) if ok else np.nan
