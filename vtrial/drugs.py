@@ -3,8 +3,8 @@
 Built-ins live in ``vtrial/data/drugs.json`` (written by ``scripts/build_drug_library.py``): the 12 CiPA
 training drugs (IC50s and Hill coefficients from Li et al. 2017, their hERG binding kinetics from the
 same paper in ``herg_kinetics.json``, free therapeutic Cmax and TdP category from Li et al. 2019) and,
-for the four drugs of the FDA study ECGRDVQ, oral PK fitted to its plasma concentrations. A protocol may define a new compound inline from its
-in-vitro profile with ``Drug.from_dict``.
+for the four drugs of the FDA study ECGRDVQ, oral PK fitted to its plasma concentrations. A protocol may
+define a new compound inline from its in-vitro profile with ``Drug.from_dict``.
 
 A drug's block (``Drug.block``) is the Hill equation per channel, except hERG when the drug carries binding
 kinetics (``herg_binding``): then the steady-state block of the paced dynamic hERG model

@@ -2,11 +2,11 @@
 
 A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the fitting subjects' mean
 pre-dose values) receives each study drug at its study dose: PK from the drug library → free effect-site
-concentration (rate ke0 per drug) → block (``Drug.block``: CiPA IC50s, dynamic hERG) averaged over
-``POPULATION_DRAWS`` subjects drawn with the library's PK variability, at the population's mean drug
-sensitivity → Δ(block) → ECGSYN beat → ``measure``. The population average, not the typical subject, is
-what a simulated trial's mean reads: fitting the typical subject's sharper peak to the observed mean left
-the simulated dofetilide and quinidine peaks 4–6 ms low. The map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
+concentration (rate ke0 per drug) → Hill block (CiPA IC50s; ``get_drug``'s default static hERG model)
+averaged over ``POPULATION_DRAWS`` subjects drawn with the library's PK variability, at the population's
+mean drug sensitivity → Δ(block) → ECGSYN beat → ``measure``. The population average, not the typical
+subject, is what a simulated trial's mean reads (the typical subject's peak is sharper and higher). The
+map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
 ΔΔQTcF error (weight √30). The T-wave flattening φ is fixed (not identifiable from intervals).
