@@ -152,11 +152,16 @@ def ikr_charge(conc_nM: float, binding: HergBinding | None, cycle_ms: float = 10
     return float(charge)
 
 
+@lru_cache(maxsize=8)
+def _control_charge(cycle_ms: float) -> float:
+    return ikr_charge(0.0, None, cycle_ms)
+
+
 def steady_state_block(conc_nM: float, binding: HergBinding, cycle_ms: float = 1000.0) -> float:
     """Fraction of the beat's IKr charge removed by the drug at ``conc_nM`` (free, nM)."""
     if conc_nM <= 0:
         return 0.0
-    return float(np.clip(1.0 - ikr_charge(conc_nM, binding, cycle_ms) / ikr_charge(0.0, None, cycle_ms), 0.0, 1.0))
+    return float(np.clip(1.0 - ikr_charge(conc_nM, binding, cycle_ms) / _control_charge(cycle_ms), 0.0, 1.0))
 
 
 GRID_LOG10_NM = np.arange(-4.0, 7.0 + 1e-9, 0.25)
@@ -165,8 +170,7 @@ GRID_LOG10_NM = np.arange(-4.0, 7.0 + 1e-9, 0.25)
 @lru_cache(maxsize=64)
 def block_curve(binding: HergBinding, cycle_ms: float = 1000.0) -> np.ndarray:
     """Steady-state block at the concentrations 10**GRID_LOG10_NM nM (a cached table per drug)."""
-    q0 = ikr_charge(0.0, None, cycle_ms)
-    return np.array([np.clip(1.0 - ikr_charge(10.0 ** lc, binding, cycle_ms) / q0, 0.0, 1.0) for lc in GRID_LOG10_NM])
+    return np.array([steady_state_block(10.0 ** lc, binding, cycle_ms) for lc in GRID_LOG10_NM])
 
 
 @lru_cache(maxsize=64)
