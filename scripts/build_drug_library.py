@@ -27,7 +27,7 @@ from scipy.optimize import least_squares
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.pk import one_compartment_oral_mg_l, two_compartment_oral_mg_l
-from vtrial.physiology.pk_population import fit_population_moments
+from vtrial.physiology.pk_population import THETA_LOWER, THETA_UPPER, fit_population_moments
 
 OUT = Path(__file__).resolve().parents[1] / "vtrial" / "data" / "drugs.json"
 
@@ -65,32 +65,21 @@ def predict_mg_l(theta, t, dose_mg):
     return two_compartment_oral_mg_l(t - tlag, dose_mg, ka, cl, v1, np.exp(theta[4]), np.exp(theta[5]))
 
 
-def fit(t, c, dose_mg, x0, free, log_scale):
-    """Bounded least squares over the ``free`` entries of x0 (linear scale: residuals / mean conc)."""
-    lo_all = np.array([-5, -5, -3, 0.0, -5, -3])[: len(x0)]
-    hi_all = np.array([4, 10, 12, 2.0, 10, 12])[: len(x0)]
-    free = np.asarray(free)
-
-    def full(x):
-        th = np.array(x0, float)
-        th[free] = x
-        return th
+def fit(t, c, dose_mg, x0):
+    """Pooled bounded least squares of all parameters on the linear scale (residuals / mean conc)."""
+    lo, hi = THETA_LOWER[: len(x0)], THETA_UPPER[: len(x0)]
 
     def res(x):
-        pred = predict_mg_l(full(x), t, dose_mg)
-        if log_scale:
-            return np.log(np.maximum(pred, 1e-12)) - np.log(c)
-        return (pred - c) / np.mean(c)
+        return (predict_mg_l(x, t, dose_mg) - c) / np.mean(c)
 
     best = None
     for ka0 in (np.log(0.3), np.log(1.0), np.log(3.0)):
         x = np.array(x0, float)
         x[0] = ka0
-        start = np.clip(x[free], lo_all[free], hi_all[free])
-        sol = least_squares(res, start, bounds=(lo_all[free], hi_all[free]))
+        sol = least_squares(res, np.clip(x, lo, hi), bounds=(lo, hi))
         if best is None or sol.cost < best.cost - 1e-12:
             best = sol
-    return full(best.x), 2 * best.cost
+    return best.x, 2 * best.cost
 
 
 def pk_entries(data_dir: Path) -> dict:
@@ -106,10 +95,10 @@ def pk_entries(data_dir: Path) -> dict:
         c = d["conc_ng_ml"].to_numpy() / 1000.0  # ng/mL = µg/L → mg/L
         # pooled ordinary least squares on the linear scale: the typical subject reproduces the study's
         # mean concentration profile (a log-scale fit would track the geometric mean, ~20% lower at peak)
-        one, sse1 = fit(t, c, dose_base, [0.0, np.log(30.0), np.log(300.0), 0.2], [True] * 4, log_scale=False)
+        one, sse1 = fit(t, c, dose_base, [0.0, np.log(30.0), np.log(300.0), 0.2])
         x2 = np.r_[one, one[1], one[2]]  # Q = CL, V2 = V1 to start
         x2[2] = one[2] - np.log(2.0)
-        two, sse2 = fit(t, c, dose_base, x2, [True] * 6, log_scale=False)
+        two, sse2 = fit(t, c, dose_base, x2)
         n = len(c)
         aic1, aic2 = n * np.log(sse1 / n) + 2 * 4, n * np.log(sse2 / n) + 2 * 6
         theta, model = (two, "two-compartment") if aic2 < aic1 - 2 else (one, "one-compartment")
