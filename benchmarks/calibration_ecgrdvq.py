@@ -24,7 +24,6 @@ from vtrial.calibration import interval_changes, mean_sensitivity, mean_subject,
 from vtrial.cohort import real_subject_sensitivity_cv
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import load_clinical_table, placebo_corrected
-from vtrial.epk_fit import POPULATION_DRAWS
 from vtrial.physiology.epk import default_coefficients
 
 DRUGS = {"dofetilide": "Dofetilide", "quinidine": "Quinidine Sulph", "ranolazine": "Ranolazine", "verapamil": "Verapamil HCL"}
@@ -45,14 +44,14 @@ def main():
     ref = pl.read_csv(summary)
     dd = placebo_corrected(df, columns=("jtpeakc_ms", "qtcf_ms"))
     coef = default_coefficients()
+    sensitivity = mean_sensitivity(real_subject_sensitivity_cv())
     peak_err, rmse, jt = {}, {}, {}
     print(f"{'drug':<11} {'dose':>8} {'obs peak':>9} {'pred peak':>9} {'error':>7} {'RMSE':>6} {'obs ΔΔJTpc':>11} {'pred ΔJTpc':>11}")
     for drug, label in DRUGS.items():
         obs = ref.filter((pl.col("treatment") == label) & (pl.col("tpt_h") > 0)).sort("tpt_h")
         times = obs["tpt_h"].to_numpy()
         dose = float(df.filter(pl.col("treatment") == drug)["dose_mg"][0])
-        block = population_block(get_drug(drug), dose, times, draws=POPULATION_DRAWS)
-        pred = interval_changes(waves0, block, coef, sensitivity=mean_sensitivity(real_subject_sensitivity_cv()))
+        pred = interval_changes(waves0, population_block(get_drug(drug), dose, times), coef, sensitivity=sensitivity)
         observed = obs["mean_ddQTcF_ms"].to_numpy()
         peak_err[drug] = round(float(pred["d_qtcf_ms"].max() - observed.max()), 2)
         rmse[drug] = round(float(np.sqrt(np.mean((pred["d_qtcf_ms"] - observed) ** 2))), 2)

@@ -25,7 +25,7 @@ import polars as pl
 
 from vtrial import epk_fit, tdp
 from vtrial.calibration import interval_changes, mean_subject
-from vtrial.drugs import get_drug, known_drugs
+from vtrial.drugs import HERG_MODELS, get_drug, known_drugs
 from vtrial.ecgrdvq import load_clinical_table
 from vtrial.physiology.epk import default_coefficients
 
@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--ke0-min", type=float, default=None)
     ap.add_argument("--inward-bound", type=float, default=None)
-    ap.add_argument("--herg-model", choices=("static", "dynamic"), default="static",
+    ap.add_argument("--herg-model", choices=HERG_MODELS, default="static",
                     help="hERG block of the CiPA drugs: Hill (static) or the paced dynamic hERG model")
     args = ap.parse_args()
     table, _ = load_clinical_table(args.data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vtrial.physiology.block import CHANNELS, combined_block, hill_block
+from vtrial.physiology.block import CHANNELS, combine_blocks, hill_block
 
 NAN = float("nan")
 
@@ -32,7 +32,7 @@ def test_zero_ic50_means_no_block():
 def test_independent_binding_of_two_drugs():
     ic50_a, hill_a = profile(10.0)
     ic50_b, hill_b = profile(30.0)
-    both = combined_block(np.array([[10.0], [30.0]]), np.stack([ic50_a, ic50_b]), np.stack([hill_a, hill_b]))
+    both = combine_blocks([hill_block(np.array([10.0]), ic50_a, hill_a), hill_block(np.array([30.0]), ic50_b, hill_b)])
     assert both[0, 0] == pytest.approx(1 - 0.5 * 0.5)
 
 

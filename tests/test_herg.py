@@ -118,6 +118,12 @@ def test_protocol_herg_model_switches_the_block():
         p = parse_protocol({**copy.deepcopy(spec), "herg_model": model})
         results[model] = (p.drug("cmpd").block(5.0)[0], p.drug("dofetilide").block(2.0)[0])
     assert parse_protocol(copy.deepcopy(spec)).herg_model == "static"
+    from typing import get_args
+
+    from vtrial.drugs import HERG_MODELS
+    from vtrial.protocol import Protocol
+
+    assert get_args(Protocol.model_fields["herg_model"].annotation) == HERG_MODELS
     assert results["static"][0] == pytest.approx(1 / (1 + 30.0 / 5.0))  # the inline kinetics ignored
     assert results["dynamic"][0] == pytest.approx(float(dynamic_block(5.0, HergBinding(**SLOW, vhalf_mv=-1.0))))
     assert abs(results["static"][1] - results["dynamic"][1]) > 0.01

@@ -18,6 +18,7 @@ from vtrial.physiology.waves import Waves
 
 WINDOW_S = (-0.5, 1.0)
 POPULATION_STREAM = 0xCA1
+POPULATION_DRAWS = 64
 DELTA_COLUMNS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms")
 
 
@@ -34,7 +35,7 @@ def mean_subject(table) -> tuple[Waves, dict]:
     return waves, base
 
 
-def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None, draws: int = 64,
+def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None, draws: int = POPULATION_DRAWS,
                      seed: int = 0) -> np.ndarray:
     """Block (T, 7) averaged over ``draws`` subjects drawn with the drug's PK variability (fixed ``seed``,
     so a fit sees the same draws at every evaluation) after one oral dose: what the mean of a simulated

@@ -55,8 +55,11 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
 
     p = _load(protocol)
     if herg_model is not None:
-        if herg_model not in ("static", "dynamic"):
-            console.print(f"[red]error[/red] --herg-model {herg_model!r}: expected static or dynamic", highlight=False)
+        from vtrial.drugs import HERG_MODELS
+
+        if herg_model not in HERG_MODELS:
+            console.print(f"[red]error[/red] --herg-model {herg_model!r}: expected one of {', '.join(HERG_MODELS)}",
+                          highlight=False)
             raise typer.Exit(2)
         p = p.replace(herg_model=herg_model)
     try:

@@ -3,7 +3,7 @@
 A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the fitting subjects' mean
 pre-dose values) receives each study drug at its study dose: PK from the drug library → free effect-site
 concentration (rate ke0 per drug) → Hill block (CiPA IC50s; ``get_drug``'s default static hERG model)
-averaged over ``POPULATION_DRAWS`` subjects drawn with the library's PK variability, at the population's
+averaged over ``calibration.POPULATION_DRAWS`` subjects drawn with the library's PK variability, at the population's
 mean drug sensitivity → Δ(block) → ECGSYN beat → ``measure``. The population average, not the typical
 subject, is what a simulated trial's mean reads (the typical subject's peak is sharper and higher). The
 map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
@@ -41,7 +41,6 @@ MAP_PARAMS = [
     ("pr_ICaL", 0.0, 2000.0, 200.0),
 ]
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
-POPULATION_DRAWS = 64
 
 
 @dataclass
@@ -52,6 +51,7 @@ class Observed:
     waves0: object
     obs: dict  # drug → {"time_h", and each WEIGHTS column}
     doses: dict  # drug → mg
+    sensitivity: float  # the simulated population's mean drug sensitivity
 
 
 @dataclass
@@ -77,7 +77,7 @@ def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS) -> Observed:
         sub = dd.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).sort("time_h")
         obs[d] = {"time_h": sub["time_h"].to_numpy(), **{c: sub[f"dd_{c}"].to_numpy() for c in WEIGHTS}}
     doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in drugs}
-    return Observed(base, waves0, obs, doses)
+    return Observed(base, waves0, obs, doses, mean_sensitivity(real_subject_sensitivity_cv()))
 
 
 def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
@@ -96,8 +96,8 @@ def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
 
 def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients) -> dict[str, np.ndarray]:
     """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times."""
-    block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h, POPULATION_DRAWS)
-    return interval_changes(data.waves0, block, coef, sensitivity=mean_sensitivity(real_subject_sensitivity_cv()))
+    block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h)
+    return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity)
 
 
 def residuals(x, data: Observed, drugs=DRUGS):

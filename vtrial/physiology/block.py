@@ -52,26 +52,6 @@ def hill_block(conc_free_nM, ic50_nM, hill) -> np.ndarray:
     return np.where(none, 0.0, frac)
 
 
-def combined_block(conc_free_nM, ic50_nM, hill) -> np.ndarray:
-    """Block of each channel by D drugs given together (independent binding).
-
-    Parameters
-    ----------
-    conc_free_nM : (D, ...) free concentration of each drug, nM.
-    ic50_nM, hill : (D, 7) each drug's profile.
-
-    Returns
-    -------
-    (..., 7) combined block fractions: 1 − Π_d (1 − block_d).
-    """
-    conc = np.asarray(conc_free_nM, dtype=float)
-    ic50 = np.atleast_2d(np.asarray(ic50_nM, dtype=float))
-    h = np.atleast_2d(np.asarray(hill, dtype=float))
-    if conc.shape[0] != ic50.shape[0] or ic50.shape != h.shape:
-        raise ValueError(f"need one concentration row per drug: conc {conc.shape}, ic50 {ic50.shape}, hill {h.shape}")
-    return combine_blocks([hill_block(conc[d], ic50[d], h[d]) for d in range(ic50.shape[0])])
-
-
 def combine_blocks(blocks) -> np.ndarray:
     """Block of each channel by several drugs binding independently: 1 − Π_d (1 − block_d), from each
     drug's own block array (..., 7) (e.g. ``Drug.block``)."""
