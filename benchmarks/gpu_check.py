@@ -2,6 +2,10 @@
 
     python benchmarks/gpu_check.py                # on the GPU machine (exits 2 without CUDA)
     python benchmarks/gpu_check.py --dry-run-cpu  # the same steps on CPU with logical GPUs, small sizes
+    python benchmarks/gpu_check.py --part sampling  # steps 2-3 without Ray; --part ray: step 1 and run_trial
+
+The parts exist because a device machine may have to be sent Ray and Polars in separate calls (each call
+carries at most 64 MiB of wheels and working tree); each part prints its own JSON.
 
 1. Replica pinning: ``run_trial`` with 1 replica × 1 GPU and with 2 replicas × 0.5 GPU; every replica must
    report device ``cuda`` and the GPU ids Ray gave it (two half replicas share one id).
@@ -50,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run-cpu", action="store_true")
     ap.add_argument("--units", type=int, default=1024)
+    ap.add_argument("--part", choices=["all", "ray", "sampling"], default="all")
     args = ap.parse_args()
     dry = args.dry_run_cpu
     if not dry and not torch.cuda.is_available():
@@ -58,10 +63,22 @@ def main():
     device = "cpu" if dry else "cuda"
     units_n = 16 if dry else args.units
     tmp = Path(tempfile.mkdtemp(prefix="vtrial-gpu-check-"))
-    result = {"device": device, "gpu": None if dry else torch.cuda.get_device_name(0)}
+    result = {"device": device, "gpu": None if dry else torch.cuda.get_device_name(0), "part": args.part}
+    if args.part in ("all", "ray"):
+        result.update(ray_part(dry, device, tmp))
+    if args.part in ("all", "sampling"):
+        result.update(sampling_part(device, units_n))
+    if device == "cuda":
+        result["cuda_max_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    result["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    print(json.dumps(result))
 
+
+def ray_part(dry: bool, device: str, tmp: Path) -> dict:
+    """Step 1 and run_trial's sampling rate on one whole-GPU replica."""
     import ray
 
+    result = {}
     start_local_ray(num_cpus=4, **({"num_gpus": 1} if dry else {}))
     try:
         whole, _ = placement(protocol(8, 1, 1.0, 64), tmp / "whole")
@@ -76,9 +93,14 @@ def main():
     ok_ids = len(whole[0]["gpu_ids"]) == 1 and len({tuple(r["gpu_ids"]) for r in half}) == 1
     result["pinning_ok"] = bool(ok_device and ok_ids)
     result["run_trial_samples_per_s_1_gpu_replica"] = round(run_rate, 1)
+    return result
 
+
+def sampling_part(device: str, units_n: int) -> dict:
+    """Steps 2 and 3 in this process, without Ray."""
     from vtrial.engine import make_sampler
 
+    result = {}
     p = protocol(max(2, units_n // 8), 1, 1.0, 64)
     cohort, _ = load_cohort(p.cohort, p.seed)
     units = UnitPlan(p, cohort).batch(slice(0, units_n))
@@ -98,13 +120,19 @@ def main():
     n = len(units["patient"]) * p.sampling.samples_per_patient
     t_gen = best_of(lambda: (dev_sampler.beats(units, p.seed), sync()))
     t_all = best_of(lambda: (dev_sampler.sample(units, p.seed), sync()))
+    t_cpu = best_of(lambda: make_sampler(p, "cpu").sample(units, p.seed), repeats=2)
     result.update({"samples": n, "generation_samples_per_s": round(n / t_gen, 1),
                    "generation_and_measurement_samples_per_s": round(n / t_all, 1),
-                   "measurement_share_of_time": round(1 - t_gen / t_all, 3)})
-    if device == "cuda":
-        result["cuda_max_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    result["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    print(json.dumps(result))
+                   "measurement_share_of_time": round(1 - t_gen / t_all, 3),
+                   "cpu_generation_and_measurement_samples_per_s": round(n / t_cpu, 1),
+                   "cpu_threads": torch.get_num_threads(),
+                   "device_vs_cpu_speedup": round(t_cpu / t_all, 2)})
+    big = UnitPlan(protocol(units_n // 2, 1, 1.0, 64), load_cohort(protocol(units_n // 2, 1, 1.0, 64).cohort, p.seed)[0])
+    units4 = big.batch(slice(0, 4 * units_n))
+    n4 = len(units4["patient"]) * p.sampling.samples_per_patient
+    t4 = best_of(lambda: (dev_sampler.sample(units4, p.seed), sync()))
+    result.update({"samples_4x": n4, "generation_and_measurement_samples_per_s_4x": round(n4 / t4, 1)})
+    return result
 
 
 if __name__ == "__main__":
