@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 REQUIRED_COLUMNS = ("RANDID", "SEX", "AGE", "WGHT", "EXTRT", "EXDOSE", "EXDOSU", "TPT", "BASELINE",
@@ -110,3 +111,39 @@ def placebo_corrected(df: pl.DataFrame, columns=("qtcf_ms", "jtpeakc_ms", "tpte_
         *[pl.col(f"d_{c}").mean() for c in columns],
         *[pl.col(f"dd_{c}").mean() for c in columns],
     ).sort("treatment", "time_h")
+
+
+def measured_concentrations(df: pl.DataFrame, drug: str, subjects, times_h) -> tuple[np.ndarray, dict[str, int]]:
+    """Each subject's measured plasma concentration of ``drug`` (ng/mL, triplicates averaged) at ``times_h``:
+    (len(subjects), len(times_h)), NaN where the subject has no such period. Pre-dose times read 0; a
+    post-dose sample missing before the first measured one (below quantification early in absorption)
+    reads 0, one missing later is interpolated linearly from its neighbours (the last one carried).
+    Returns the matrix and counts of what was filled in."""
+    times_h = np.asarray(times_h, float)
+    per = (df.filter(pl.col("treatment") == drug).group_by("subject", "time_h").agg(pl.col("conc_ng_ml").mean()))
+    out = np.full((len(subjects), len(times_h)), np.nan)
+    counts = {"early_missing_as_zero": 0, "interpolated": 0, "subjects_without_period": 0}
+    for i, s in enumerate(subjects):
+        rows = per.filter(pl.col("subject") == s)
+        if rows.height == 0:
+            counts["subjects_without_period"] += 1
+            continue
+        lookup = dict(zip(rows["time_h"].to_list(), rows["conc_ng_ml"].to_list()))
+        c = np.array([lookup.get(t) if lookup.get(t) is not None else np.nan for t in times_h], float)
+        post = times_h > 0
+        c[~post] = 0.0
+        have = np.flatnonzero(post & np.isfinite(c))
+        if have.size == 0:
+            counts["subjects_without_period"] += 1
+            out[i] = np.nan
+            continue
+        early = post & ~np.isfinite(c) & (np.arange(len(c)) < have[0])
+        counts["early_missing_as_zero"] += int(early.sum())
+        c[early] = 0.0
+        gap = ~np.isfinite(c)
+        counts["interpolated"] += int(gap.sum())
+        if gap.any():
+            ok = np.flatnonzero(~gap)
+            c[gap] = np.interp(times_h[gap], times_h[ok], c[ok])
+        out[i] = c
+    return out, counts
