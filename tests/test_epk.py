@@ -4,7 +4,7 @@ import pytest
 
 from vtrial.measure import measure
 from vtrial.physiology.block import CHANNELS
-from vtrial.physiology.epk import EpkCoefficients, apply_block, default_coefficients, prior_beat
+from vtrial.physiology.epk import EpkCoefficients, apply_block, default_coefficients, effective_block, prior_beat
 from vtrial.physiology.waves import Waves
 
 FS = 1000.0
@@ -59,6 +59,22 @@ def test_shipped_coefficients_have_physiological_signs():
     assert c.jtpeak_ms["ICaL"] <= 0 and c.jtpeak_ms["INaL"] <= 0
     assert c.pr_ms["ICaL"] >= 0 and c.qrs_fraction["INa"] >= 0
     assert "method" in c.fitted and "peak_ddqtcf_error_ms" in c.fitted
+
+
+def test_herg_response_shapes():
+    b = block(hERG=0.5)
+    h = CHANNELS.index("hERG")
+    concave = effective_block(b, EpkCoefficients(herg_saturation=0.5))[0, h]
+    convex = effective_block(b, EpkCoefficients(herg_saturation=-1.2))[0, h]
+    assert convex < 0.5 < concave  # s(0.5) against the linear 0.5
+    assert effective_block(block(hERG=1.0), EpkCoefficients(herg_saturation=-1.2))[0, h] == pytest.approx(1.0)
+    # κ → −1 with a slope-1 Hill block: the response grows as b/(1 − b), i.e. in proportion to concentration
+    c = np.array([0.2, 0.5, 1.0, 2.0])
+    b_hill = c / (1 + c)
+    s = [effective_block(block(hERG=x), EpkCoefficients(herg_saturation=-1.001))[0, h] for x in b_hill]
+    assert np.allclose(np.array(s) / c, s[0] / c[0], rtol=0.01)
+    with pytest.raises(ValueError, match="herg_saturation"):
+        EpkCoefficients(herg_saturation=-0.5)
 
 
 def test_bad_input():

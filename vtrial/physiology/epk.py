@@ -5,8 +5,9 @@ the T wave comes later, wider and flatter (J-Tpeak, Tpeak-Tend and QT up); ICaL 
 early repolarization and offset hERG's J-Tpeak prolongation; IKs block adds to repolarization delay;
 INa block widens the QRS and lengthens PR; ICaL block also slows AV conduction (PR up).
 
-With b_k the block fraction of channel k, s(b) = b(1 + κ)/(b + κ) the (saturating, κ → ∞: linear)
-response to hERG block, e_hERG = s(b_hERG) and e_k = b_k otherwise, the map at RR = 1 s is
+With b_k the block fraction of channel k, s(b) = b(1 + κ)/(b + κ) the response to hERG block (κ > 0:
+saturating; κ → ±∞: linear; κ < −1: convex, each further blocked fraction prolonging more, as the
+repolarization reserve runs out — with a Hill IC50 of slope 1, κ → −1 makes s ∝ b/(1 − b) ∝ concentration), e_hERG = s(b_hERG) and e_k = b_k otherwise, the map at RR = 1 s is
 
     m           = exp(−Σ_k c_k b_k)                          (inward-current block attenuates delay)
     ΔJ-Tpeak    = m · Σ_{k ∈ delaying} α_k e_k + Σ_{k ∉ delaying} α_k e_k     (ms)
@@ -64,8 +65,9 @@ class EpkCoefficients:
             unknown = sorted(set(getattr(self, name)) - set(CHANNELS))
             if unknown:
                 raise ValueError(f"{name}: unknown channels {unknown}; known: {', '.join(CHANNELS)}")
-        if not self.herg_saturation > 0:
-            raise ValueError(f"herg_saturation = {self.herg_saturation!r} must be > 0 (inf: linear)")
+        k = self.herg_saturation
+        if not (k > 0 or k < -1):
+            raise ValueError(f"herg_saturation = {k!r} must be > 0 (saturating; inf: linear) or < −1 (convex)")
         check_fraction("t_flattening", self.t_flattening)
 
     def vector(self, name: str) -> np.ndarray:
