@@ -63,3 +63,18 @@ def test_measured_concentrations_per_subject(shared_data):
     d, counts = measured_concentrations(table, "dofetilide", subjects, times)
     assert counts["early_missing_as_zero"] == 2  # two subjects below quantification at 0.5 h (triplicates merged)
     assert 2.0 < np.nanmean(d[:, times == 2.5]) < 3.5  # ng/mL: the study's mean peak ≈ 2.6
+
+
+def test_fit_data_with_measured_exposure(shared_data):
+    from vtrial.ecgrdvq import load_clinical_table
+    from vtrial.epk_fit import DRUGS, _changes, observed
+    from vtrial.physiology.epk import default_coefficients
+
+    table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
+    data = observed(table, exposure="measured")
+    assert set(data.conc_free_nM) == set(DRUGS)
+    assert data.conc_free_nM["quinidine"].shape == (21, 15) and data.conc_free_nM["dofetilide"].shape == (22, 15)
+    pred = _changes(data, "dofetilide", 3.0, default_coefficients())
+    assert np.isfinite(pred["d_qtcf_ms"]).all() and pred["d_qtcf_ms"].max() > 30  # the study: 79 ms at 2.5 h
+    with pytest.raises(ValueError, match="exposure = 'guess'"):
+        observed(table, exposure="guess")

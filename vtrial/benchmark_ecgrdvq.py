@@ -6,12 +6,13 @@ of fold.
 2. On the other folds, vtrial fits what it fits: the Δ(block) coefficients and each drug's effect delay
    ke0 (``vtrial.epk_fit``), and the variability the simulation lacks (``fit_variability``: the placebo
    ΔQTcF time course — diurnal and meal effects — and the placebo ECGs' spread around it, topped up as
-   Gaussian noise where the sampler's own spread is smaller). PK is the drug library's typical values
-   with their variability (literature, not fitted to this study); the between-subject drug sensitivity
-   is the cohort's (not refitted).
+   Gaussian noise where the sampler's own spread is smaller). Exposure is measured (below) or the drug
+   library's PK with its variability (literature, not fitted to this study); the between-subject drug
+   sensitivity is the cohort's (not refitted).
 3. The test subjects, each a virtual patient with their own pre-dose intervals (``cohort_from_rows``),
    take the five periods at the study's doses and times; S samples per subject and time, spread over
-   16 draws of the subject's PK and drug sensitivity, which the fit cannot know for a new subject.
+   16 draws of the subject's drug sensitivity (and PK, with library exposure), which the fit cannot
+   know for a new subject.
 4. Compared with what was measured, per drug: the peak of the mean ΔΔQTcF time course (predicted minus
    observed) and its RMSE over the post-dose times, from the pooled out-of-fold predictions of all
    subjects; per ECG, coverage of the 90 % predictive interval of ΔQTcF (change from the subject's own
@@ -24,10 +25,15 @@ of fold.
 6. Leave one drug out: Δ(block) fitted on three drugs (all subjects), the fourth predicted from its IC50s
    alone (its ke0: the geometric mean of the other three's).
 
-The world model (the default sampler) is scored in the same way, but it was trained on a corpus whose
-Δ(block) map was calibrated on all 22 subjects and that contains these four drugs: its figures are
-in-sample with respect to that calibration (``"out_of_fold": false``) and it has no leave-one-drug-out
-figure (that needs a retrained model).
+Exposure (``exposure``): by default each subject's own measured concentrations, through the effect site
+(``vtrial.physiology.measured_exposure``) — the information the C-QTc baseline reads — in the fit and in
+the predictions; ``"library"`` uses the drug library's population PK instead, as for a subject whose
+concentrations are unknown.
+
+The world model (the default sampler) is scored in the same way on the same exposures, but it was
+trained on a corpus whose Δ(block) map was calibrated on all 22 subjects and that contains these four
+drugs: its figures are in-sample with respect to that calibration (``"out_of_fold": false``) and it has
+no leave-one-drug-out figure (that needs a model retrained without the drug).
 """
 from __future__ import annotations
 
@@ -45,8 +51,10 @@ from vtrial.cohort_table import cohort_from_rows
 from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
 from vtrial.units import unit_table
+from vtrial.ecgrdvq import measured_concentrations
 from vtrial.epk_fit import DRUGS, EpkFit, fit
 from vtrial.physiology.epk import EpkCoefficients
+from vtrial.physiology.measured_exposure import effect_site, free_nM
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
 from vtrial.scoring import calibration, crps_gaussian
 
@@ -64,11 +72,13 @@ def split_subjects(subjects, folds: int, seed: int = SPLIT_SEED) -> list[list]:
 
 
 def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.ndarray, seed: int,
-           draws: int) -> dict:
+           draws: int, exposure: str = "measured") -> dict:
     """Work units (treatment, subject × draw, time) for the study's periods. A test subject's baseline is
-    their own, but their PK and drug sensitivity are unknown: each of ``draws`` copies gets its own
-    draw of both (library PK variability; the cohort's sensitivity CV), from seeds that depend on the
-    subject's ID alone. Unit key: ID × 1000 + draw."""
+    their own; their drug sensitivity is unknown: each of ``draws`` copies gets its own draw (the cohort's
+    sensitivity CV), from seeds that depend on the subject's ID alone. Exposure: ``"measured"``, the
+    subject's own measured concentrations through the effect site (what the C-QTc baseline reads too; a
+    subject without that period falls back to the library); ``"library"``, a draw of the library's PK
+    variability per copy, as for a subject whose concentrations are unknown. Unit key: ID × 1000 + draw."""
     cohort, _ = cohort_from_rows(table, seed, subjects=subjects)
     ids = np.asarray(sorted(subjects), np.int64)
     row = np.repeat(np.arange(len(ids)), draws)
@@ -85,26 +95,36 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
             continue
         drug = get_drug(d)
         typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
+        measured = (free_nM(measured_concentrations(table, d, list(ids), times_h)[0], drug.mw_g_mol, drug.fu)
+                    if exposure == "measured" else np.full((len(ids), n_t), np.nan))
         for j, sid in enumerate(ids):
+            rows = slice(j * draws, (j + 1) * draws)
+            if np.isfinite(measured[j]).all():
+                conc[a, rows] = measured[j]
+                block[a, rows] = drug.block(effect_site(times_h, measured[j], ke0[d]))
+                continue
             rng = np.random.default_rng([seed, PK_STREAM, int(sid), zlib.crc32(d.encode())])
             exp = concentrations(sample_individuals(typical, drug.variability(), draws, rng),
                                  [Dose(0.0, doses[d], "oral")], times_h)
-            rows = slice(j * draws, (j + 1) * draws)
             conc[a, rows] = exp.conc_free_nM
             block[a, rows] = drug.block(exp.conc_effect_free_nM)
     return unit_table(copies, conc, block, times_h, patient_ids=keys)
 
 
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
-             samples: int, seed: int, times_h, draws: int = 16, batch: int = 2048) -> pl.DataFrame:
+             samples: int, seed: int, times_h, draws: int = 16, batch: int = 2048, exposure: str = "measured",
+             treatments=TREATMENTS) -> pl.DataFrame:
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
-    subjects under the five periods: ``samples`` per subject and time, spread over ``draws`` draws of the
-    subject's unknown PK and sensitivity (a predictive distribution for a subject the fit never saw);
-    ``batch`` units per sampler call. ``coef`` drives the mechanistic sampler; the world model carries its
-    own map."""
+    subjects under ``treatments`` (the five periods): ``samples`` per subject and time, spread over ``draws``
+    draws of the subject's unknown sensitivity (and PK, with library exposure): a predictive distribution
+    for a subject the fit never saw; ``batch`` units per sampler call. ``coef`` drives the mechanistic sampler; the world model carries its
+    own map (it follows the block it is given, not a prior beat from another map: a test showed a doubled
+    hERG coefficient moving its QTcF by 4 ms where the map moves 60)."""
     times_h = np.asarray(times_h, float)
     draws = min(draws, samples)
-    units = _units(table, subjects, ke0, times_h, seed, draws)
+    units = _units(table, subjects, ke0, times_h, seed, draws, exposure)
+    keep = np.isin(units["arm_idx"], [TREATMENTS.index(t) for t in treatments])
+    units = {k: v[keep] for k, v in units.items()}
     per_draw = -(-samples // draws)  # ceil: at least ``samples`` per subject and time
     if sampler == "mechanistic":
         from vtrial.sampler import MechanisticSampler
@@ -255,7 +275,8 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
 # --- the whole benchmark -----------------------------------------------------------------------------
 
 def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
-                  max_nfev: int = 400, draws: int = 16, log=print) -> tuple[dict, dict]:
+                  max_nfev: int = 400, draws: int = 16, exposure: str = "measured", lodo_samples: int = 32,
+                  log=print) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure)."""
     subjects = sorted(table["subject"].unique().to_list())
     times_h = np.asarray(sorted(table["time_h"].unique().to_list()), float)
@@ -268,14 +289,15 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     for k, test in enumerate(groups):
         train = [s for s in subjects if s not in test]
         log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects")
-        f: EpkFit = fit(table, train, max_nfev=max_nfev)
+        f: EpkFit = fit(table, train, max_nfev=max_nfev, exposure=exposure)
         fold_fits.append({"test_subjects": test, "ke0_per_h": f.ke0_per_h, "jtpeak_hERG_ms": f.coef.jtpeak_ms["hERG"]})
         obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
         for s in samplers:
             log(f"fold {k + 1}/{folds}: {s} sampler on {len(test)} test subjects")
-            delta = _predicted_deltas(simulate(table, test, f.coef, f.ke0_per_h, s, samples, seed, times_h, draws))
+            delta = _predicted_deltas(simulate(table, test, f.coef, f.ke0_per_h, s, samples, seed, times_h, draws,
+                                               exposure=exposure))
             delta, extra = apply_variability(delta, var, seed + k)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra
             preds[s].append(delta)
@@ -283,33 +305,39 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d))
 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
-                           "subjects": len(subjects), "max_nfev": max_nfev, "folds_detail": fold_fits}}
+                           "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure, "folds_detail": fold_fits}}
+    if exposure == "measured":
+        result["settings"]["measured_concentrations_filled"] = {
+            d: measured_concentrations(table, d, subjects, times_h)[1] for d in DRUGS}
     courses = {}
     cqtc_scores = {}
     for d in DRUGS:
         cqtc_scores[d], courses[("cqtc", d)] = score_cqtc(pl.concat(cqtc_preds[d]), obs_courses[d], d)
-    lodo = {}
-    if "mechanistic" in samplers:
-        for d in DRUGS:
-            rest = tuple(x for x in DRUGS if x != d)
-            log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
-            f = fit(table, None, rest, max_nfev=max_nfev)
-            ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
-            pred = simulate(table, subjects, f.coef, ke0, "mechanistic", samples, seed, times_h, draws)
+    lodo = {s: {} for s in samplers}
+    lodo_samples = min(lodo_samples, samples)
+    lodo_samplers = [s for s in samplers if s == "mechanistic"]  # the world model would need retraining per drug
+    for d in DRUGS if lodo_samples and lodo_samplers else ():
+        rest = tuple(x for x in DRUGS if x != d)
+        log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
+        f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure)
+        ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
+        for s in lodo_samplers:
+            pred = simulate(table, subjects, f.coef, ke0, s, lodo_samples, seed, times_h, draws, exposure=exposure,
+                            treatments=("placebo", d))
             course = ddqtcf_course(_predicted_deltas(pred), d)
-            lodo[d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
+            lodo[s][d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
     for s in samplers:
         scores, cs = score_sampler(pl.concat(preds[s], how="vertical_relaxed"), obs, obs_courses)
         block = {}
         for d in DRUGS:
             courses[(s, d)] = cs[d]
-            block[d] = {**scores[d], "lodo_peak_ddqtcf_error_ms": lodo.get(d) if s == "mechanistic" else None,
+            block[d] = {**scores[d], "lodo_peak_ddqtcf_error_ms": lodo[s].get(d),
                         "cqtc": {k: cqtc_scores[d][k] for k in ("peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90",
                                                                 "crps_ms")}}
         entry = {"drugs": block, "out_of_fold": s == "mechanistic"}
         if s != "mechanistic":
             entry["note"] = ("trained on a corpus whose Δ(block) map was calibrated on all 22 subjects and which "
-                             "contains these drugs: not out of fold; no leave-one-drug-out figure")
+                             "contains these drugs: not out of fold for the map; no leave-one-drug-out figure")
         if s == samplers[0]:
             result.update(entry)
         else:

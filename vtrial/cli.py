@@ -230,8 +230,11 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
                   max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
-                  draws: int = typer.Option(16, "--draws", min=1, help="draws of each test subject's PK and drug "
-                                            "sensitivity the samples are spread over")):
+                  draws: int = typer.Option(16, "--draws", min=1, help="draws of each test subject's drug sensitivity "
+                                            "(and PK, with --exposure library) the samples are spread over"),
+                  exposure: str = typer.Option("measured", "--exposure", help="measured: each subject's measured "
+                                               "concentrations (as the C-QTc baseline reads them); library: the "
+                                               "drug library's population PK, concentrations unknown")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -247,9 +250,14 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
     if unknown:
         console.print(f"[red]error[/red] unknown sampler {unknown}; available: worldmodel, mechanistic", highlight=False)
         raise typer.Exit(2)
+    from vtrial.epk_fit import EXPOSURES
+
+    if exposure not in EXPOSURES:
+        console.print(f"[red]error[/red] --exposure {exposure!r}; available: {', '.join(EXPOSURES)}", highlight=False)
+        raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
-                                    draws=draws, log=lambda m: console.print(m, highlight=False))
+                                    draws=draws, exposure=exposure, log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))

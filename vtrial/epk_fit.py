@@ -9,7 +9,9 @@ subject, is what a simulated trial's mean reads (the typical subject's peak is s
 map's coefficients and the drugs' ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
-ΔΔQTcF error (weight √30). The T-wave flattening φ is fixed (not identifiable from intervals).
+ΔΔQTcF error (weight √30). The T-wave flattening φ is fixed (not identifiable from intervals). With
+``exposure="measured"`` the block is averaged over the fitting subjects' own measured concentrations
+(through the effect site) instead of the library's PK population.
 ``subjects`` restricts the fit to some subjects, ``drugs`` to some drugs (a drug left out keeps the
 library's ke0): the out-of-fold and leave-one-drug-out checks of ``vtrial benchmark ecgrdvq``.
 Pure computation (scipy); ``scripts/calibrate_epk.py`` writes the shipped coefficients.
@@ -26,8 +28,9 @@ from scipy.optimize import least_squares
 from vtrial.calibration import interval_changes, mean_sensitivity, mean_subject, population_block
 from vtrial.cohort import real_subject_sensitivity_cv
 from vtrial.drugs import get_drug
-from vtrial.ecgrdvq import placebo_corrected
+from vtrial.ecgrdvq import measured_concentrations, placebo_corrected
 from vtrial.physiology.epk import EpkCoefficients
+from vtrial.physiology.measured_exposure import effect_site, free_nM
 
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil")
 WEIGHTS = {"qtcf_ms": 1.0, "jtpeakc_ms": 0.7, "tpte_ms": 0.7, "pr_ms": 0.5, "qrs_ms": 0.5}
@@ -36,11 +39,12 @@ PEAK_WEIGHT = math.sqrt(30.0)
 # name, lower, upper, start (the drugs' log ke0 follow, one per fitted drug)
 MAP_PARAMS = [
     ("jt_hERG", 0.0, 600.0, 120.0), ("jt_ICaL", -60.0, 0.0, -30.0), ("jt_INaL", -60.0, 0.0, -30.0),
-    ("jt_IKs", 0.0, 600.0, 20.0), ("tp_hERG", 0.0, 600.0, 120.0), ("log_kappa", math.log(0.03), math.log(100.0), 0.0),
+    ("jt_IKs", 0.0, 600.0, 20.0), ("tp_hERG", 0.0, 600.0, 120.0), ("herg_gamma", -0.95, 30.0, 0.0),
     ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 1.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0),
     ("pr_ICaL", 0.0, 2000.0, 200.0),
 ]
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
+EXPOSURES = ("library", "measured")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Observed:
     obs: dict  # drug → {"time_h", and each WEIGHTS column}
     doses: dict  # drug → mg
     sensitivity: float  # the simulated population's mean drug sensitivity
+    conc_free_nM: dict | None = None  # drug → the fitting subjects' measured free nM (N, T) at obs times, or None
 
 
 @dataclass
@@ -67,8 +72,12 @@ class EpkFit:
         return _changes(self.data, drug, k, self.coef)
 
 
-def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS) -> Observed:
-    """``table``: ``vtrial.ecgrdvq.load_clinical_table``'s rows; ``subjects``: the fitting subjects (all)."""
+def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS, exposure: str = "library") -> Observed:
+    """``table``: ``vtrial.ecgrdvq.load_clinical_table``'s rows; ``subjects``: the fitting subjects (all);
+    ``exposure``: ``"library"`` (the drug library's population PK) or ``"measured"`` (the fitting subjects'
+    own measured concentrations, ``vtrial.physiology.measured_exposure``)."""
+    if exposure not in EXPOSURES:
+        raise ValueError(f"exposure = {exposure!r}; expected one of {', '.join(EXPOSURES)}")
     df = table if subjects is None else table.filter(pl.col("subject").is_in(list(subjects)))
     waves0, base = mean_subject(df)
     dd = placebo_corrected(df, columns=tuple(WEIGHTS) + ("rr_ms",))
@@ -77,7 +86,20 @@ def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS) -> Observed:
         sub = dd.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).sort("time_h")
         obs[d] = {"time_h": sub["time_h"].to_numpy(), **{c: sub[f"dd_{c}"].to_numpy() for c in WEIGHTS}}
     doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in drugs}
-    return Observed(base, waves0, obs, doses, mean_sensitivity(real_subject_sensitivity_cv()))
+    conc = None
+    if exposure == "measured":
+        ids = sorted(df["subject"].unique().to_list())
+        conc = {}
+        for d in drugs:
+            c, _ = measured_concentrations(df, d, ids, obs[d]["time_h"])
+            drug = get_drug(d)
+            conc[d] = free_nM(c[np.isfinite(c).all(axis=1)], drug.mw_g_mol, drug.fu)
+    return Observed(base, waves0, obs, doses, mean_sensitivity(real_subject_sensitivity_cv()), conc)
+
+
+def _kappa(gamma: float) -> float:
+    """The hERG response's κ from γ = 1/κ, the fitted parameter: γ in (−1, 0) convex, 0 linear, > 0 saturating."""
+    return math.inf if abs(gamma) < 1e-9 else 1.0 / gamma
 
 
 def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
@@ -88,15 +110,20 @@ def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
         qrs_fraction={"INa": p["qrs_INa"]},
         attenuation={"ICaL": p["att_ICaL"], "INaL": p["att_INaL"]},
         pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
-        herg_saturation=math.exp(p["log_kappa"]),
+        herg_saturation=_kappa(p["herg_gamma"]),
         t_flattening=T_FLATTENING,
     )
     return coef, {d: math.exp(v) for d, v in zip(drugs, x[len(MAP_PARAMS):])}
 
 
 def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients) -> dict[str, np.ndarray]:
-    """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times."""
-    block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h)
+    """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times: block averaged
+    over the library's PK population, or over the fitting subjects' measured exposures."""
+    if data.conc_free_nM is not None:
+        ce = effect_site(data.obs[drug]["time_h"], data.conc_free_nM[drug], ke0_per_h)
+        block = get_drug(drug).block(ce).mean(axis=0)
+    else:
+        block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h)
     return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity)
 
 
@@ -113,10 +140,12 @@ def residuals(x, data: Observed, drugs=DRUGS):
     return np.where(np.isfinite(r), r, 1e3)
 
 
-def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400) -> EpkFit:
-    """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``."""
+def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
+        exposure: str = "library") -> EpkFit:
+    """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
+    ``exposure`` as in ``observed``."""
     drugs = tuple(drugs)
-    data = observed(table, subjects, drugs)
+    data = observed(table, subjects, drugs, exposure)
     params = MAP_PARAMS + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
     sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs), diff_step=1e-2, xtol=1e-10, ftol=1e-10,
