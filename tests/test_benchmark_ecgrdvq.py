@@ -4,6 +4,7 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -58,3 +59,37 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
 def test_benchmark_names_a_missing_table(tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "SCR-002.Clinical.Data.csv not found" in res.output
+
+
+def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_data):
+    import numpy as np
+
+    from vtrial.benchmark_ecgrdvq import TREATMENTS, _units
+    from vtrial.ecgrdvq import load_clinical_table
+
+    table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
+    times = np.array(sorted(table["time_h"].unique().to_list()))
+    ke0 = {"dofetilide": 3.0, "quinidine": 5.0, "ranolazine": 0.5, "verapamil": 1.0}
+    dof = TREATMENTS.index("dofetilide")
+    for exposure in ("measured", "library"):
+        u = _units(table, [1001, 1002], ke0, times, 0, 4, exposure)
+        rows = (u["arm_idx"] == dof) & (u["patient"] // 1000 == 1001) & (u["time_h"] == 2.5)
+        conc = u["conc_free_nM"][rows]
+        assert conc.shape == (4,) and np.all(conc > 0)
+        if exposure == "measured":  # every draw sees the subject's one measured concentration
+            assert np.ptp(conc) == 0
+            measured = table.filter((table["subject"] == 1001) & (table["treatment"] == "dofetilide")
+                                    & (table["time_h"] == 2.5))["conc_ng_ml"].mean()
+            from vtrial.drugs import get_drug
+
+            d = get_drug("dofetilide")
+            assert conc[0] == pytest.approx(measured * 1000 / d.mw_g_mol * d.fu)
+        else:  # a draw of the library's PK per copy
+            assert np.ptp(conc) > 0
+
+
+def test_benchmark_names_a_bad_exposure(tmp_path):
+    (tmp_path / "SCR-002.Clinical.Data.csv").write_text("x\n")
+    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                   "--exposure", "guess"])
+    assert res.exit_code == 2 and "--exposure 'guess'" in res.output
