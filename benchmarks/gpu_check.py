@@ -13,8 +13,8 @@ carries at most 64 MiB of wheels and working tree); each part prints its own JSO
    drawn on the host per unit, so the two differ only by float arithmetic: max |ΔQTcF| and the share of
    samples within 1 ms.
 3. Throughput on the GPU: generation alone (``beats``) and generation + measurement (``sample``) for
-   ``--units`` × 16 samples, best of 3; and ``run_trial`` with 1 replica × 1 GPU (samples/s over the
-   sampling phase).
+   ``--units`` × 16 samples, best of 3, and at 4× the units; the same sampler on this machine's CPU
+   threads (best of 2); and ``run_trial`` with 1 replica × 1 GPU (samples/s over the sampling phase).
 Last line: JSON.
 """
 from __future__ import annotations
@@ -127,8 +127,8 @@ def sampling_part(device: str, units_n: int) -> dict:
                    "cpu_generation_and_measurement_samples_per_s": round(n / t_cpu, 1),
                    "cpu_threads": torch.get_num_threads(),
                    "device_vs_cpu_speedup": round(t_cpu / t_all, 2)})
-    big = UnitPlan(protocol(units_n // 2, 1, 1.0, 64), load_cohort(protocol(units_n // 2, 1, 1.0, 64).cohort, p.seed)[0])
-    units4 = big.batch(slice(0, 4 * units_n))
+    p4 = protocol(units_n // 2, 1, 1.0, 64)  # 12 units per patient: at least 4 × units_n
+    units4 = UnitPlan(p4, load_cohort(p4.cohort, p.seed)[0]).batch(slice(0, 4 * units_n))
     n4 = len(units4["patient"]) * p.sampling.samples_per_patient
     t4 = best_of(lambda: (dev_sampler.sample(units4, p.seed), sync()))
     result.update({"samples_4x": n4, "generation_and_measurement_samples_per_s_4x": round(n4 / t4, 1)})

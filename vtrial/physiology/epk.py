@@ -7,7 +7,8 @@ INa block widens the QRS and lengthens PR; ICaL block also slows AV conduction (
 
 With b_k the block fraction of channel k, s(b) = b(1 + κ)/(b + κ) the response to hERG block (κ > 0:
 saturating; κ → ±∞: linear; κ < −1: convex, each further blocked fraction prolonging more, as the
-repolarization reserve runs out — with a Hill IC50 of slope 1, κ → −1 makes s ∝ b/(1 − b) ∝ concentration), e_hERG = s(b_hERG) and e_k = b_k otherwise, the map at RR = 1 s is
+repolarization reserve runs out — with a Hill IC50 of slope 1, κ → −1 makes s ∝ b/(1 − b) ∝
+concentration), e_hERG = s(b_hERG) and e_k = b_k otherwise, the map at RR = 1 s is
 
     m           = exp(−Σ_k c_k b_k)                          (inward-current block attenuates delay)
     ΔJ-Tpeak    = m · Σ_{k ∈ delaying} α_k e_k + Σ_{k ∉ delaying} α_k e_k     (ms)
