@@ -4,7 +4,8 @@ import pytest
 
 from vtrial.measure import measure
 from vtrial.physiology.block import CHANNELS
-from vtrial.physiology.epk import EpkCoefficients, apply_block, default_coefficients, effective_block, prior_beat
+from vtrial.physiology.epk import (EpkCoefficients, apply_block, default_coefficients, effective_block, interval_shifts,
+                                  prior_beat)
 from vtrial.physiology.waves import Waves
 
 FS = 1000.0
@@ -75,6 +76,20 @@ def test_herg_response_shapes():
     assert np.allclose(np.array(s) / c, s[0] / c[0], rtol=0.01)
     with pytest.raises(ValueError, match="herg_saturation"):
         EpkCoefficients(herg_saturation=-0.5)
+
+
+def test_relative_attenuation_weighs_inward_block_against_herg_block():
+    """Absolute: the attenuation grows with the ICaL block itself; relative: with its ratio to the hERG
+    block, so a drug whose two blocks rise together is attenuated by the same factor all along."""
+    b = np.vstack([block(hERG=0.1, ICaL=0.02), block(hERG=0.4, ICaL=0.08)])  # the same 5:1 ratio
+    for relative in (False, True):
+        coef = EpkCoefficients(jtpeak_ms={"hERG": 100.0}, attenuation={"ICaL": 3.0}, relative_attenuation=relative)
+        m = interval_shifts(b, coef, np.ones(2))["jtpeak_ms"] / (100.0 * b[:, CHANNELS.index("hERG")])
+        if relative:
+            assert m[1] == pytest.approx(m[0], rel=0.05)  # (almost) the same factor at both exposures
+        else:
+            assert m[1] < 0.9 * m[0]  # four times the ICaL block, a smaller factor
+    assert EpkCoefficients.from_dict(EpkCoefficients(relative_attenuation=True).to_dict()).relative_attenuation
 
 
 def test_bad_input():

@@ -102,7 +102,7 @@ def _kappa(gamma: float) -> float:
     return math.inf if abs(gamma) < 1e-9 else 1.0 / gamma
 
 
-def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
+def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False) -> tuple[EpkCoefficients, dict[str, float]]:
     p = dict(zip([n for n, *_ in MAP_PARAMS], x))
     coef = EpkCoefficients(
         jtpeak_ms={"hERG": p["jt_hERG"], "ICaL": p["jt_ICaL"], "INaL": p["jt_INaL"], "IKs": p["jt_IKs"]},
@@ -112,6 +112,7 @@ def coefficients(x, drugs=DRUGS) -> tuple[EpkCoefficients, dict[str, float]]:
         pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
         herg_saturation=_kappa(p["herg_gamma"]),
         t_flattening=T_FLATTENING,
+        relative_attenuation=relative_attenuation,
     )
     return coef, {d: math.exp(v) for d, v in zip(drugs, x[len(MAP_PARAMS):])}
 
@@ -127,8 +128,7 @@ def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients)
     return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity)
 
 
-def residuals(x, data: Observed, drugs=DRUGS):
-    coef, ke0 = coefficients(x, drugs)
+def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs) -> np.ndarray:
     res = []
     for d in drugs:
         pred = _changes(data, d, ke0[d], coef)
@@ -140,15 +140,32 @@ def residuals(x, data: Observed, drugs=DRUGS):
     return np.where(np.isfinite(r), r, 1e3)
 
 
+def residuals(x, data: Observed, drugs=DRUGS, relative_attenuation: bool = False):
+    coef, ke0 = coefficients(x, drugs, relative_attenuation)
+    return _weighted_errors(data, coef, ke0, drugs)
+
+
+def fit_ke0(table: pl.DataFrame, coef: EpkCoefficients, subjects=None, drugs=DRUGS, exposure: str = "library",
+            max_nfev: int = 200) -> dict[str, float]:
+    """Each drug's ke0 for a given map ``coef`` (the shipped one, say, that a world model was trained on),
+    fitted on ``subjects`` as ``fit`` fits it."""
+    drugs = tuple(drugs)
+    data = observed(table, subjects, drugs, exposure)
+    sol = least_squares(lambda x: _weighted_errors(data, coef, {d: math.exp(v) for d, v in zip(drugs, x)}, drugs),
+                        np.zeros(len(drugs)), bounds=KE0_BOUNDS, diff_step=1e-2, xtol=1e-10, ftol=1e-10,
+                        max_nfev=max_nfev)
+    return {d: math.exp(v) for d, v in zip(drugs, sol.x)}
+
+
 def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
-        exposure: str = "library") -> EpkFit:
+        exposure: str = "library", relative_attenuation: bool = False) -> EpkFit:
     """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
-    ``exposure`` as in ``observed``."""
+    ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``."""
     drugs = tuple(drugs)
     data = observed(table, subjects, drugs, exposure)
     params = MAP_PARAMS + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
-    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs), diff_step=1e-2, xtol=1e-10, ftol=1e-10,
-                        x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose, max_nfev=max_nfev)
-    coef, ke0 = coefficients(sol.x, drugs)
+    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation), diff_step=1e-2,
+                        xtol=1e-10, ftol=1e-10, x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose, max_nfev=max_nfev)
+    coef, ke0 = coefficients(sol.x, drugs, relative_attenuation)
     return EpkFit(coef, ke0, data, float(sol.cost))

@@ -11,6 +11,8 @@ repolarization reserve runs out — with a Hill IC50 of slope 1, κ → −1 mak
 concentration), e_hERG = s(b_hERG) and e_k = b_k otherwise, the map at RR = 1 s is
 
     m           = exp(−Σ_k c_k b_k)                          (inward-current block attenuates delay)
+                  or, with ``relative_attenuation``, exp(−Σ_k c_k b_k / (b_hERG + 0.01)): the inward-current
+                  block relative to the hERG block (the balance of the two, as "net block" metrics weigh it)
     ΔJ-Tpeak    = m · Σ_{k ∈ delaying} α_k e_k + Σ_{k ∉ delaying} α_k e_k     (ms)
     ΔTpeak-Tend = m · Σ_k β_k e_k                                           (ms)
     QRS × (1 + Σ_k q_k e_k),   ΔPR = Σ_k p_k e_k (ms),   T height × (1 − φ·e_hERG)
@@ -46,6 +48,7 @@ from vtrial.physiology.waves import Waves
 
 HERG = CHANNELS.index("hERG")
 DELAYING = ("hERG", "IKs", "IK1", "Ito")
+RELATIVE_FLOOR = 0.01  # hERG block added under relative attenuation's ratio, so no block reads 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class EpkCoefficients:
     attenuation: dict[str, float] = field(default_factory=dict)
     herg_saturation: float = math.inf
     t_flattening: float = 0.0
+    relative_attenuation: bool = False
     fitted: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -77,8 +81,8 @@ class EpkCoefficients:
 
     def to_dict(self) -> dict:
         return {"jtpeak_ms": self.jtpeak_ms, "tpte_ms": self.tpte_ms, "qrs_fraction": self.qrs_fraction,
-                "pr_ms": self.pr_ms, "attenuation": self.attenuation, "herg_saturation": self.herg_saturation, "t_flattening": self.t_flattening,
-                "fitted": self.fitted}
+                "pr_ms": self.pr_ms, "attenuation": self.attenuation, "herg_saturation": self.herg_saturation,
+                "t_flattening": self.t_flattening, "relative_attenuation": self.relative_attenuation, "fitted": self.fitted}
 
     @staticmethod
     def from_dict(d: dict) -> "EpkCoefficients":
@@ -107,7 +111,9 @@ def interval_shifts(block, coef: EpkCoefficients, rr_s) -> dict[str, np.ndarray]
     """The map's intended interval changes for block (B, 7) at RR (B,) s: ms and a QRS scale."""
     e = effective_block(block, coef)
     rr = np.asarray(rr_s, float)
-    atten = np.exp(-(np.asarray(block, float) @ coef.vector("attenuation")))
+    b = np.asarray(block, float)
+    inward = b @ coef.vector("attenuation")
+    atten = np.exp(-(inward / (b[..., HERG] + RELATIVE_FLOOR) if coef.relative_attenuation else inward))
     jt = coef.vector("jtpeak_ms")
     delaying = np.isin(np.array(CHANNELS), DELAYING)
     jtpeak = atten * (e @ np.where(delaying, jt, 0.0)) + e @ np.where(delaying, 0.0, jt)
