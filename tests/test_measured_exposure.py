@@ -84,10 +84,10 @@ def test_fit_ke0_recovers_the_shipped_delay_for_the_shipped_map(shared_data):
     """The shipped map and delays were fitted jointly; fitting dofetilide's delay alone for that map lands
     on the same optimum."""
     from vtrial.ecgrdvq import load_clinical_table
-    from vtrial.epk_fit import fit_ke0
+    from vtrial.epk_fit import fit_ke0, observed
     from vtrial.physiology.epk import default_coefficients
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     coef = default_coefficients()
-    ke0 = fit_ke0(table, coef, drugs=("dofetilide",))
+    ke0 = fit_ke0(observed(table, drugs=("dofetilide",)), coef)
     assert ke0["dofetilide"] == pytest.approx(coef.fitted["ke0_per_h"]["dofetilide"], rel=0.15)

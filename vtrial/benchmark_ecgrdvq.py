@@ -54,9 +54,9 @@ from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
 from vtrial.units import unit_table
 from vtrial.ecgrdvq import measured_concentrations
-from vtrial.epk_fit import DRUGS, EpkFit, fit, fit_ke0
+from vtrial.epk_fit import DRUGS, EpkFit, fit, fit_ke0, measured_free_nM
 from vtrial.physiology.epk import EpkCoefficients, default_coefficients
-from vtrial.physiology.measured_exposure import effect_site, free_nM
+from vtrial.physiology.measured_exposure import effect_site
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
 from vtrial.scoring import calibration, crps_gaussian
 
@@ -99,8 +99,8 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
             continue
         drug = get_drug(d)
         typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
-        measured = (free_nM(measured_concentrations(table, d, list(ids), times_h)[0], drug.mw_g_mol, drug.fu)
-                    if exposure == "measured" else np.full((len(ids), n_t), np.nan))
+        measured = (measured_free_nM(table, d, list(ids), times_h) if exposure == "measured"
+                    else np.full((len(ids), n_t), np.nan))
         for j, sid in enumerate(ids):
             rows = slice(j * draws, (j + 1) * draws)
             if np.isfinite(measured[j]).all():
@@ -302,7 +302,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             log(f"fold {k + 1}/{folds}: {s} sampler on {len(test)} test subjects")
             ke0 = f.ke0_per_h
             if s != "mechanistic":  # the world model carries the shipped map: its effect delays are fitted for it
-                ke0 = fit_ke0(table, default_coefficients(), train, exposure=exposure)
+                ke0 = fit_ke0(f.data, default_coefficients())
                 fold_fits[-1]["ke0_per_h_worldmodel"] = ke0
             delta = _predicted_deltas(simulate(table, test, f.coef, ke0, s, samples, seed, times_h, draws,
                                                exposure=exposure))
@@ -322,25 +322,21 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     cqtc_scores = {}
     for d in DRUGS:
         cqtc_scores[d], courses[("cqtc", d)] = score_cqtc(pl.concat(cqtc_preds[d]), obs_courses[d], d)
-    lodo = {s: {} for s in samplers}
-    lodo_samples = min(lodo_samples, samples)
-    lodo_samplers = [s for s in samplers if s == "mechanistic"]  # the world model would need retraining per drug
-    for d in DRUGS if lodo_samples and lodo_samplers else ():
+    lodo = {}  # mechanistic only: the world model would need retraining without the drug
+    for d in DRUGS if "mechanistic" in samplers else ():
         rest = tuple(x for x in DRUGS if x != d)
         log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
         f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION)
         ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
-        for s in lodo_samplers:
-            pred = simulate(table, subjects, f.coef, ke0, s, lodo_samples, seed, times_h, draws, exposure=exposure,
-                            treatments=("placebo", d))
-            course = ddqtcf_course(_predicted_deltas(pred), d)
-            lodo[s][d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
+        pred = simulate(table, subjects, f.coef, ke0, "mechanistic", min(lodo_samples, samples), seed, times_h, draws,
+                        exposure=exposure, treatments=("placebo", d))
+        lodo[d] = _course_scores(ddqtcf_course(_predicted_deltas(pred), d), obs_courses[d])["peak_ddqtcf_error_ms"]
     for s in samplers:
         scores, cs = score_sampler(pl.concat(preds[s], how="vertical_relaxed"), obs, obs_courses)
         block = {}
         for d in DRUGS:
             courses[(s, d)] = cs[d]
-            block[d] = {**scores[d], "lodo_peak_ddqtcf_error_ms": lodo[s].get(d),
+            block[d] = {**scores[d], "lodo_peak_ddqtcf_error_ms": lodo.get(d) if s == "mechanistic" else None,
                         "cqtc": {k: cqtc_scores[d][k] for k in ("peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90",
                                                                 "crps_ms")}}
         entry = {"drugs": block, "out_of_fold": s == "mechanistic"}

@@ -120,22 +120,19 @@ def measured_concentrations(df: pl.DataFrame, drug: str, subjects, times_h) -> t
     reads 0, one missing later is interpolated linearly from its neighbours (the last one carried).
     Returns the matrix and counts of what was filled in."""
     times_h = np.asarray(times_h, float)
-    per = (df.filter(pl.col("treatment") == drug).group_by("subject", "time_h").agg(pl.col("conc_ng_ml").mean()))
+    per = df.filter(pl.col("treatment") == drug).group_by("subject", "time_h").agg(pl.col("conc_ng_ml").mean())
+    by_subject: dict = {}
+    for s, t, c in per.iter_rows():
+        by_subject.setdefault(s, {})[t] = c
     out = np.full((len(subjects), len(times_h)), np.nan)
     counts = {"early_missing_as_zero": 0, "interpolated": 0, "subjects_without_period": 0}
+    post = times_h > 0
     for i, s in enumerate(subjects):
-        rows = per.filter(pl.col("subject") == s)
-        if rows.height == 0:
-            counts["subjects_without_period"] += 1
-            continue
-        lookup = dict(zip(rows["time_h"].to_list(), rows["conc_ng_ml"].to_list()))
-        c = np.array([lookup.get(t) if lookup.get(t) is not None else np.nan for t in times_h], float)
-        post = times_h > 0
+        c = np.array([by_subject.get(s, {}).get(t) for t in times_h], float)  # missing (None) → NaN
         c[~post] = 0.0
         have = np.flatnonzero(post & np.isfinite(c))
         if have.size == 0:
             counts["subjects_without_period"] += 1
-            out[i] = np.nan
             continue
         early = post & ~np.isfinite(c) & (np.arange(len(c)) < have[0])
         counts["early_missing_as_zero"] += int(early.sum())
@@ -143,7 +140,6 @@ def measured_concentrations(df: pl.DataFrame, drug: str, subjects, times_h) -> t
         gap = ~np.isfinite(c)
         counts["interpolated"] += int(gap.sum())
         if gap.any():
-            ok = np.flatnonzero(~gap)
-            c[gap] = np.interp(times_h[gap], times_h[ok], c[ok])
+            c[gap] = np.interp(times_h[gap], times_h[~gap], c[~gap])
         out[i] = c
     return out, counts

@@ -91,10 +91,16 @@ def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS, exposure: str = "l
         ids = sorted(df["subject"].unique().to_list())
         conc = {}
         for d in drugs:
-            c, _ = measured_concentrations(df, d, ids, obs[d]["time_h"])
-            drug = get_drug(d)
-            conc[d] = free_nM(c[np.isfinite(c).all(axis=1)], drug.mw_g_mol, drug.fu)
+            c = measured_free_nM(df, d, ids, obs[d]["time_h"])
+            conc[d] = c[np.isfinite(c).all(axis=1)]
     return Observed(base, waves0, obs, doses, mean_sensitivity(real_subject_sensitivity_cv()), conc)
+
+
+def measured_free_nM(table: pl.DataFrame, drug: str, subjects, times_h) -> np.ndarray:
+    """The subjects' measured free concentrations of ``drug`` (nM) at ``times_h``, (len(subjects), T); NaN rows
+    for subjects without that period (``ecgrdvq.measured_concentrations``)."""
+    d = get_drug(drug)
+    return free_nM(measured_concentrations(table, drug, subjects, times_h)[0], d.mw_g_mol, d.fu)
 
 
 def _kappa(gamma: float) -> float:
@@ -145,12 +151,10 @@ def residuals(x, data: Observed, drugs=DRUGS, relative_attenuation: bool = False
     return _weighted_errors(data, coef, ke0, drugs)
 
 
-def fit_ke0(table: pl.DataFrame, coef: EpkCoefficients, subjects=None, drugs=DRUGS, exposure: str = "library",
-            max_nfev: int = 200) -> dict[str, float]:
-    """Each drug's ke0 for a given map ``coef`` (the shipped one, say, that a world model was trained on),
-    fitted on ``subjects`` as ``fit`` fits it."""
-    drugs = tuple(drugs)
-    data = observed(table, subjects, drugs, exposure)
+def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[str, float]:
+    """Each of ``data``'s drugs' ke0 for a given map ``coef`` (the shipped one, say, that a world model was
+    trained on), fitted as ``fit`` fits it (``data``: ``observed``, or a fit's ``EpkFit.data``)."""
+    drugs = tuple(data.obs)
     sol = least_squares(lambda x: _weighted_errors(data, coef, {d: math.exp(v) for d, v in zip(drugs, x)}, drugs),
                         np.zeros(len(drugs)), bounds=KE0_BOUNDS, diff_step=1e-2, xtol=1e-10, ftol=1e-10,
                         max_nfev=max_nfev)
