@@ -51,6 +51,9 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
         assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms"}
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
     assert r["out_of_fold"] is True
+    assert r["settings"]["lodo_map"] == "ord"  # the left-out drug's repolarization from the cell model
+    assert set(r["settings"]["lodo_detail"]) == set(r["drugs"])
+    assert all(v["coefficients"]["ord_jtpeak_gain"] >= 0 for v in r["settings"]["lodo_detail"].values())
     tests = [s for f in r["settings"]["folds_detail"] for s in f["test_subjects"]]
     assert sorted(tests) == sorted(set(tests)) and len(tests) == 22  # every subject predicted once
     assert (tmp_path / "ecgrdvq_ddqtcf.png").stat().st_size > 10_000
@@ -93,3 +96,10 @@ def test_benchmark_names_a_bad_exposure(tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                    "--exposure", "guess"])
     assert res.exit_code == 2 and "--exposure 'guess'" in res.output
+
+
+def test_benchmark_names_a_bad_map(tmp_path):
+    (tmp_path / "SCR-002.Clinical.Data.csv").write_text("x\n")
+    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                   "--lodo-map", "guess"])
+    assert res.exit_code == 2 and "--lodo-map 'guess'" in res.output and "ord" in res.output

@@ -99,3 +99,18 @@ def test_bad_input():
         EpkCoefficients(jtpeak_ms={"hERG2": 1.0})
     with pytest.raises(ValueError, match=r"block has shape \(1, 3\)"):
         apply_block(Waves.typical(1), np.zeros((1, 3)), COEF)
+
+
+def test_ord_map_takes_repolarization_from_the_cell_model():
+    from vtrial.physiology.ord_surrogate import delta_apd90_ms
+
+    coef = EpkCoefficients(jtpeak_ms={"hERG": 500.0}, qrs_fraction={"INa": 0.4}, ord_jtpeak_gain=0.8, ord_tpte_gain=0.3)
+    b = np.vstack([block(hERG=0.3), block(hERG=0.3, ICaL=0.3), block(INa=0.2)])
+    d = interval_shifts(b, coef, np.ones(3))
+    d_apd = delta_apd90_ms(b)
+    assert d["jtpeak_ms"] == pytest.approx(0.8 * d_apd) and d["tpte_ms"] == pytest.approx(0.3 * d_apd)
+    assert d["jtpeak_ms"][1] < d["jtpeak_ms"][0]  # ICaL block offsets, per the cell model
+    assert d["qrs_scale"][2] == pytest.approx(1 + 0.4 * 0.2)  # QRS keeps its channel term
+    assert EpkCoefficients.from_dict(coef.to_dict()).uses_ord
+    with pytest.raises(ValueError, match="both"):
+        EpkCoefficients(ord_jtpeak_gain=0.8)

@@ -234,7 +234,12 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                                             "(and PK, with --exposure library) the samples are spread over"),
                   exposure: str = typer.Option("measured", "--exposure", help="measured: each subject's measured "
                                                "concentrations (as the C-QTc baseline reads them); library: the "
-                                               "drug library's population PK, concentrations unknown")):
+                                               "drug library's population PK, concentrations unknown"),
+                  fold_map: str = typer.Option("channels", "--fold-map", help="Δ(block) family of the mechanistic "
+                                               "sampler's out-of-fold fits: channels (per-channel terms) or ord "
+                                               "(the O'Hara–Rudy cell's ΔAPD90 with two gains)"),
+                  lodo_map: str = typer.Option("ord", "--lodo-map", help="Δ(block) family of the leave-one-drug-out "
+                                               "fits: ord or channels")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -250,14 +255,19 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
     if unknown:
         console.print(f"[red]error[/red] unknown sampler {unknown}; available: worldmodel, mechanistic", highlight=False)
         raise typer.Exit(2)
-    from vtrial.epk_fit import EXPOSURES
+    from vtrial.epk_fit import EXPOSURES, MAP_MODELS
 
     if exposure not in EXPOSURES:
         console.print(f"[red]error[/red] --exposure {exposure!r}; available: {', '.join(EXPOSURES)}", highlight=False)
         raise typer.Exit(2)
+    for flag, value in (("--fold-map", fold_map), ("--lodo-map", lodo_map)):
+        if value not in MAP_MODELS:
+            console.print(f"[red]error[/red] {flag} {value!r}; available: {', '.join(MAP_MODELS)}", highlight=False)
+            raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
-                                    draws=draws, exposure=exposure, log=lambda m: console.print(m, highlight=False))
+                                    draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
+                                    log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))

@@ -43,6 +43,10 @@ MAP_PARAMS = [
     ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 1.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0),
     ("pr_ICaL", 0.0, 2000.0, 200.0),
 ]
+# the ORd-based map (``EpkCoefficients.ord_jtpeak_gain``): two gains on the cell's ΔAPD90, QRS and PR terms
+ORD_PARAMS = [("ord_jt", 0.0, 5.0, 0.5), ("ord_tp", 0.0, 5.0, 0.2), ("qrs_INa", 0.0, 1.0, 0.5),
+              ("pr_INa", 0.0, 600.0, 50.0), ("pr_ICaL", 0.0, 2000.0, 200.0)]
+MAP_MODELS = ("channels", "ord")
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
 EXPOSURES = ("library", "measured")
 
@@ -108,8 +112,20 @@ def _kappa(gamma: float) -> float:
     return math.inf if abs(gamma) < 1e-9 else 1.0 / gamma
 
 
-def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False) -> tuple[EpkCoefficients, dict[str, float]]:
-    p = dict(zip([n for n, *_ in MAP_PARAMS], x))
+def _params(map_model: str) -> list:
+    """The fitted map parameters (name, lower, upper, start) of ``map_model``, read at call time (scripts adjust them)."""
+    return MAP_PARAMS if map_model == "channels" else ORD_PARAMS
+
+
+def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False,
+                 map_model: str = "channels") -> tuple[EpkCoefficients, dict[str, float]]:
+    """The map and the drugs' ke0 from the fitted vector ``x`` (``_params(map_model)``, then one log ke0 per drug)."""
+    names = [n for n, *_ in _params(map_model)]
+    p = dict(zip(names, x))
+    ke0 = {d: math.exp(v) for d, v in zip(drugs, x[len(names):])}
+    if map_model == "ord":
+        return EpkCoefficients(qrs_fraction={"INa": p["qrs_INa"]}, pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
+                               t_flattening=T_FLATTENING, ord_jtpeak_gain=p["ord_jt"], ord_tpte_gain=p["ord_tp"]), ke0
     coef = EpkCoefficients(
         jtpeak_ms={"hERG": p["jt_hERG"], "ICaL": p["jt_ICaL"], "INaL": p["jt_INaL"], "IKs": p["jt_IKs"]},
         tpte_ms={"hERG": p["tp_hERG"]},
@@ -120,7 +136,7 @@ def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False) -> tuple[Ep
         t_flattening=T_FLATTENING,
         relative_attenuation=relative_attenuation,
     )
-    return coef, {d: math.exp(v) for d, v in zip(drugs, x[len(MAP_PARAMS):])}
+    return coef, ke0
 
 
 def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients) -> dict[str, np.ndarray]:
@@ -146,8 +162,8 @@ def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float
     return np.where(np.isfinite(r), r, 1e3)
 
 
-def residuals(x, data: Observed, drugs=DRUGS, relative_attenuation: bool = False):
-    coef, ke0 = coefficients(x, drugs, relative_attenuation)
+def residuals(x, data: Observed, drugs=DRUGS, relative_attenuation: bool = False, map_model: str = "channels"):
+    coef, ke0 = coefficients(x, drugs, relative_attenuation, map_model)
     return _weighted_errors(data, coef, ke0, drugs)
 
 
@@ -162,14 +178,19 @@ def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[
 
 
 def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
-        exposure: str = "library", relative_attenuation: bool = False) -> EpkFit:
+        exposure: str = "library", relative_attenuation: bool = False, map_model: str = "channels") -> EpkFit:
     """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
-    ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``."""
+    ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``; ``map_model``:
+    ``"channels"`` (per-channel terms, ``MAP_PARAMS``) or ``"ord"`` (two gains on the ORd cell's ΔAPD90,
+    ``ORD_PARAMS``)."""
+    if map_model not in MAP_MODELS:
+        raise ValueError(f"map_model = {map_model!r}; expected one of {', '.join(MAP_MODELS)}")
     drugs = tuple(drugs)
     data = observed(table, subjects, drugs, exposure)
-    params = MAP_PARAMS + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
+    params = _params(map_model) + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
-    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation), diff_step=1e-2,
-                        xtol=1e-10, ftol=1e-10, x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose, max_nfev=max_nfev)
-    coef, ke0 = coefficients(sol.x, drugs, relative_attenuation)
+    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation, map_model),
+                        diff_step=1e-2, xtol=1e-10, ftol=1e-10, x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose,
+                        max_nfev=max_nfev)
+    coef, ke0 = coefficients(sol.x, drugs, relative_attenuation, map_model)
     return EpkFit(coef, ke0, data, float(sol.cost))

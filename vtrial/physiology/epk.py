@@ -22,7 +22,13 @@ repolarization reserve: the prolongation that a given IKr block produces shrinks
 currents it must outlast (ICaL, INaL) are blocked too — the multichannel-block finding of the FDA study
 (quinidine, ranolazine and verapamil prolong J-Tpeak less per unit hERG block than dofetilide does).
 
-and repolarization shifts scale with heart rate as the corrections do: ΔJ-Tpeak × RR^0.58,
+With ``ord_jtpeak_gain`` and ``ord_tpte_gain`` set, repolarization comes from a cell model instead of
+per-channel terms: ΔJ-Tpeak = g_J · ΔAPD90(b), ΔTpeak-Tend = g_T · ΔAPD90(b), with ΔAPD90 the O'Hara–Rudy
+cell's (CiPA's optimized version, ``vtrial.physiology.ord_surrogate``) under the whole block vector — the
+balance of every current and their interactions come from physiology, and only the two gains (ms of
+interval per ms of action potential) are fitted. QRS, PR and the T height keep their channel terms.
+
+Repolarization shifts scale with heart rate as the corrections do: ΔJ-Tpeak × RR^0.58,
 ΔTpeak-Tend × RR^(1/3). On the waves (``Waves``): the Q, R, S widths and offsets scale with the QRS,
 the T wave moves by the J-point shift plus ΔJ-Tpeak, its SD grows by ΔTpeak-Tend / 2 (the tangent
 Tpeak-Tend of a Gaussian T is ≈ 2σ), and the P wave moves earlier by ΔPR plus the QRS-onset shift.
@@ -44,6 +50,7 @@ import torch
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.checks import check_fraction
 from vtrial.physiology.ecgsyn import ecgsyn_beat
+from vtrial.physiology.ord_surrogate import delta_apd90_ms
 from vtrial.physiology.waves import Waves
 
 HERG = CHANNELS.index("hERG")
@@ -63,6 +70,8 @@ class EpkCoefficients:
     herg_saturation: float = math.inf
     t_flattening: float = 0.0
     relative_attenuation: bool = False
+    ord_jtpeak_gain: float | None = None
+    ord_tpte_gain: float | None = None
     fitted: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -74,6 +83,14 @@ class EpkCoefficients:
         if not (k > 0 or k < -1):
             raise ValueError(f"herg_saturation = {k!r} must be > 0 (saturating; inf: linear) or < −1 (convex)")
         check_fraction("t_flattening", self.t_flattening)
+        gains = (self.ord_jtpeak_gain, self.ord_tpte_gain)
+        if (gains[0] is None) != (gains[1] is None) or not all(g is None or math.isfinite(g) for g in gains):
+            raise ValueError(f"ord_jtpeak_gain, ord_tpte_gain = {gains}: give both (finite) or neither")
+
+    @property
+    def uses_ord(self) -> bool:
+        """Repolarization from the ORd cell's ΔAPD90 rather than from per-channel terms."""
+        return self.ord_jtpeak_gain is not None
 
     def vector(self, name: str) -> np.ndarray:
         d = getattr(self, name)
@@ -82,7 +99,8 @@ class EpkCoefficients:
     def to_dict(self) -> dict:
         return {"jtpeak_ms": self.jtpeak_ms, "tpte_ms": self.tpte_ms, "qrs_fraction": self.qrs_fraction,
                 "pr_ms": self.pr_ms, "attenuation": self.attenuation, "herg_saturation": self.herg_saturation,
-                "t_flattening": self.t_flattening, "relative_attenuation": self.relative_attenuation, "fitted": self.fitted}
+                "t_flattening": self.t_flattening, "relative_attenuation": self.relative_attenuation,
+                "ord_jtpeak_gain": self.ord_jtpeak_gain, "ord_tpte_gain": self.ord_tpte_gain, "fitted": self.fitted}
 
     @staticmethod
     def from_dict(d: dict) -> "EpkCoefficients":
@@ -112,14 +130,19 @@ def interval_shifts(block, coef: EpkCoefficients, rr_s) -> dict[str, np.ndarray]
     e = effective_block(block, coef)
     rr = np.asarray(rr_s, float)
     b = np.asarray(block, float)
-    inward = b @ coef.vector("attenuation")
-    atten = np.exp(-(inward / (b[..., HERG] + RELATIVE_FLOOR) if coef.relative_attenuation else inward))
-    jt = coef.vector("jtpeak_ms")
-    delaying = np.isin(np.array(CHANNELS), DELAYING)
-    jtpeak = atten * (e @ np.where(delaying, jt, 0.0)) + e @ np.where(delaying, 0.0, jt)
+    if coef.uses_ord:
+        d_apd = delta_apd90_ms(b)
+        jtpeak, tpte = coef.ord_jtpeak_gain * d_apd, coef.ord_tpte_gain * d_apd
+    else:
+        inward = b @ coef.vector("attenuation")
+        atten = np.exp(-(inward / (b[..., HERG] + RELATIVE_FLOOR) if coef.relative_attenuation else inward))
+        jt = coef.vector("jtpeak_ms")
+        delaying = np.isin(np.array(CHANNELS), DELAYING)
+        jtpeak = atten * (e @ np.where(delaying, jt, 0.0)) + e @ np.where(delaying, 0.0, jt)
+        tpte = atten * (e @ coef.vector("tpte_ms"))
     return {
         "jtpeak_ms": jtpeak * rr**0.58,
-        "tpte_ms": atten * (e @ coef.vector("tpte_ms")) * rr ** (1 / 3),
+        "tpte_ms": tpte * rr ** (1 / 3),
         "qrs_scale": 1.0 + e @ coef.vector("qrs_fraction"),
         "pr_ms": e @ coef.vector("pr_ms"),
         "t_height_scale": 1.0 - coef.t_flattening * e[..., HERG],
