@@ -16,14 +16,21 @@ of fold.
 4. Compared with what was measured, per drug: the peak of the mean ΔΔQTcF time course (predicted minus
    observed) and its RMSE over the post-dose times, from the pooled out-of-fold predictions of all
    subjects; per ECG, coverage of the 90 % predictive interval of ΔQTcF (change from the subject's own
-   pre-dose mean in that period) and its CRPS; mean absolute errors of QTcF, J-Tpeak_c and Tpeak-Tend.
+   pre-dose mean in that period) and its CRPS — the fair (unbiased) estimate from the samples of the
+   predictive distribution's CRPS, ``scoring.crps_ensemble(fair=True)``, as the baseline's is exact;
+   the CRPS of the samples' empirical distribution, larger by about E|X − X'| / (2S), is kept as
+   ``crps_empirical_ms`` — and mean absolute errors of QTcF, J-Tpeak_c and Tpeak-Tend.
 5. The baseline: the regulatory linear mixed-effects concentration–QTc model (ΔQTcF on the measured
    concentration, time as a category, centred baseline QTcF, treatment; subject random intercept and
    slope, intercept only when that does not converge), fitted per drug on the same fitting subjects and
    scored the same way from the test subjects' measured concentrations (a Gaussian predictive
    distribution: fixed effects ± random effects and residual).
 6. Leave one drug out: Δ(block) fitted on three drugs (all subjects), the fourth predicted from its IC50s
-   alone (its ke0: the geometric mean of the other three's).
+   alone (its ke0: the geometric mean of the other three's). By default (``lodo_map="ord"``) the map is
+   the O'Hara–Rudy cell's ΔAPD90 under the whole block vector with two fitted gains
+   (``EpkCoefficients.ord_jtpeak_gain``): with per-channel terms each channel's effect is informed by the
+   one drug that blocks it, and the drug left out takes its terms from nowhere; the cell model brings
+   them from physiology.
 
 Exposure (``exposure``): by default each subject's own measured concentrations, through the effect site
 (``vtrial.physiology.measured_exposure``) — the information the C-QTc baseline reads — in the fit and in
@@ -227,7 +234,7 @@ def score_sampler(delta: pl.DataFrame, obs: pl.DataFrame, obs_courses: dict) -> 
         y = j["dqtcf_ms"].to_numpy()
         cal, _ = calibration(s, y)
         out[d] = {**_course_scores(course, obs_courses[d]),
-                  "coverage90": cal["coverage90"], "crps_ms": cal["crps"],
+                  "coverage90": cal["coverage90"], "crps_ms": cal["crps_fair"], "crps_empirical_ms": cal["crps"],
                   "qtcf_mae_ms": float(np.nanmean(np.abs(j["qtcf_pred"] - j["qtcf_ms"]))),
                   "jtpeakc_mae_ms": float(np.nanmean(np.abs(j["jtpeakc_pred"] - j["jtpeakc_ms"]))),
                   "tpte_mae_ms": float(np.nanmean(np.abs(j["tpte_pred"] - j["tpte_ms"]))),
@@ -280,8 +287,10 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
 
 def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
                   max_nfev: int = 400, draws: int = 16, exposure: str = "measured", lodo_samples: int = 32,
-                  log=print) -> tuple[dict, dict]:
-    """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure)."""
+                  fold_map: str = "channels", lodo_map: str = "ord", log=print) -> tuple[dict, dict]:
+    """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure).
+    ``fold_map`` and ``lodo_map``: the Δ(block) family (``epk_fit.MAP_MODELS``) the mechanistic sampler's
+    out-of-fold and leave-one-drug-out fits use."""
     subjects = sorted(table["subject"].unique().to_list())
     times_h = np.asarray(sorted(table["time_h"].unique().to_list()), float)
     groups = split_subjects(subjects, folds)
@@ -293,8 +302,9 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     for k, test in enumerate(groups):
         train = [s for s in subjects if s not in test]
         log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects")
-        f: EpkFit = fit(table, train, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION)
-        fold_fits.append({"test_subjects": test, "ke0_per_h": f.ke0_per_h, "jtpeak_hERG_ms": f.coef.jtpeak_ms["hERG"]})
+        f: EpkFit = fit(table, train, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
+                        map_model=fold_map)
+        fold_fits.append({"test_subjects": test, "ke0_per_h": f.ke0_per_h, "coefficients": _coef_summary(f.coef)})
         obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
@@ -314,7 +324,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
-                           "relative_attenuation": RELATIVE_ATTENUATION, "folds_detail": fold_fits}}
+                           "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
+                           "folds_detail": fold_fits, "lodo_detail": {}}}
     if exposure == "measured":
         result["settings"]["measured_concentrations_filled"] = {
             d: measured_concentrations(table, d, subjects, times_h)[1] for d in DRUGS}
@@ -326,8 +337,10 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     for d in DRUGS if "mechanistic" in samplers else ():
         rest = tuple(x for x in DRUGS if x != d)
         log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
-        f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION)
+        f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
+                map_model=lodo_map)
         ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
+        result["settings"]["lodo_detail"][d] = {"ke0_per_h": ke0, "coefficients": _coef_summary(f.coef)}
         pred = simulate(table, subjects, f.coef, ke0, "mechanistic", min(lodo_samples, samples), seed, times_h, draws,
                         exposure=exposure, treatments=("placebo", d))
         lodo[d] = _course_scores(ddqtcf_course(_predicted_deltas(pred), d), obs_courses[d])["peak_ddqtcf_error_ms"]
@@ -349,6 +362,14 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             result[s] = entry
     result["targets"] = targets(result)
     return result, courses
+
+
+def _coef_summary(coef: EpkCoefficients) -> dict:
+    """The fitted map's repolarization terms, for the settings record."""
+    if coef.uses_ord:
+        return {"ord_jtpeak_gain": coef.ord_jtpeak_gain, "ord_tpte_gain": coef.ord_tpte_gain}
+    return {"jtpeak_ms": coef.jtpeak_ms, "tpte_ms": coef.tpte_ms, "attenuation": coef.attenuation,
+            "herg_saturation": coef.herg_saturation if math.isfinite(coef.herg_saturation) else None}
 
 
 def targets(result: dict) -> dict:
