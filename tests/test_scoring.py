@@ -54,3 +54,16 @@ def test_crps_matches_the_gaussian_closed_form():
 def test_reliability_table_counts_every_forecast():
     t = reliability_table(np.array([0.05, 0.15, 0.95, np.nan]), np.array([0, 1, 1, 0]), bins=10)
     assert t["n"].sum() == 3
+
+
+def test_fair_crps_is_unbiased_for_the_sampled_distribution_with_few_draws():
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal(40000)
+    samples = rng.standard_normal((40000, 8))  # 8 draws of the true predictive distribution N(0, 1)
+    exact = np.mean(y * (2 * norm.cdf(y) - 1) + 2 * norm.pdf(y) - 1 / np.sqrt(np.pi))
+    assert np.mean(crps_ensemble(samples, y, fair=True)) == pytest.approx(exact, abs=0.006)
+    # the empirical distribution's CRPS is larger by E|X − X'| / (2S) = (2/√π) / 16
+    biased = np.mean(crps_ensemble(samples, y))
+    assert biased - exact == pytest.approx(2 / np.sqrt(np.pi) / 16, abs=0.006)

@@ -25,14 +25,17 @@ def interval_coverage(samples: np.ndarray, truth: np.ndarray, level: float = 0.9
     return float(np.mean((truth[ok] >= lo[ok]) & (truth[ok] <= hi[ok])))
 
 
-def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """CRPS of each observation under its empirical predictive distribution:
-    E|X − y| − ½ E|X − X'|, with the second term from the sorted draws in O(S log S)."""
+def crps_ensemble(samples: np.ndarray, truth: np.ndarray, fair: bool = False) -> np.ndarray:
+    """CRPS of each observation: E|X − y| − ½ E|X − X'|, with the second term from the sorted draws in
+    O(S log S). ``fair=False``: the CRPS of the empirical distribution of the S draws (pairs i = j count,
+    at 0); ``fair=True``: an unbiased estimate of the CRPS of the distribution the draws come from (the
+    S(S − 1) pairs i ≠ j; Ferro, Q J R Meteorol Soc 2014) — the one to set against a closed-form CRPS,
+    since the empirical one exceeds it by about E|X − X'| / (2S) on average."""
     x = np.sort(np.asarray(samples, float), axis=1)
     s = x.shape[1]
     term1 = np.mean(np.abs(x - np.asarray(truth, float)[:, None]), axis=1)
     weights = 2 * np.arange(1, s + 1) - s - 1  # Σ_i Σ_j |x_i − x_j| = 2 Σ_k (2k − s − 1) x_(k)
-    term2 = (x @ weights) / s**2
+    term2 = (x @ weights) / (s * (s - 1) if fair else s**2)
     return term1 - term2
 
 
@@ -65,12 +68,13 @@ def reliability_table(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> 
 
 def calibration(samples: np.ndarray, truth: np.ndarray, thresholds: dict[str, float] | None = None,
                 bins: int = 10) -> tuple[dict[str, float], dict[str, pl.DataFrame]]:
-    """Scalars (coverage50, coverage90, crps, brier.NAME) and a reliability table per threshold NAME
-    (event: value > threshold)."""
+    """Scalars (coverage50, coverage90, crps, crps_fair, brier.NAME) and a reliability table per threshold
+    NAME (event: value > threshold); ``crps_ensemble`` for the two CRPS."""
     out = {"coverage50": interval_coverage(samples, truth, 0.50), "coverage90": interval_coverage(samples, truth, 0.90)}
     ok = np.isfinite(truth)
     clean = np.where(np.isfinite(samples), samples, np.nanmean(samples, axis=1, keepdims=True))
     out["crps"] = float(np.mean(crps_ensemble(clean[ok], truth[ok])))
+    out["crps_fair"] = float(np.mean(crps_ensemble(clean[ok], truth[ok], fair=True)))
     tables = {}
     for name, thr in (thresholds or {}).items():
         prob = np.nanmean(samples > thr, axis=1)
