@@ -7,8 +7,8 @@ therapeutic Cmax (13 log-spaced points), each channel alone at 8 levels, and ``-
 vectors (each channel unblocked with probability 0.35, else 0.9·u² with u uniform, hERG up to 0.85).
 The cell is CiPA's optimized ORd (``CIPA_V1_FACTORS`` on the 2011 conductances, the original
 Hodgkin–Huxley IKr; ``vtrial.physiology.ord``), first paced ``--prepace`` beats at 1 Hz without block to
-its own steady state; from there every vector is paced ``--beats`` beats (APD90 at beat 12 and 40
-differ by about 1 ms);
+its own steady state; from there every vector is paced ``--beats`` beats (ΔAPD90 at beat 10 and 40
+differ by up to 1.5 ms);
 cells that fail to repolarize within the cycle are kept in the design file but not fitted. A 7→32→32→1
 tanh network (torch, Adam, full batch, seeded) is fitted to log(APD90 / control APD90) on 85 % of the
 fitted rows; the rest give the held-out error. Writes vtrial/data/ord_apd90_design.csv (the simulations)
