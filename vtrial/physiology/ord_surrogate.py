@@ -11,7 +11,9 @@ unit and time. ``scripts/fit_ord_surrogate.py`` simulates a design of block vect
 block curves over concentration plus random multichannel blocks), and fits a 7→32→32→1 tanh network to
 log(APD90 / APD90 without block). ``vtrial/data/ord_apd90.json`` holds the network, the control APD90,
 the pacing and the fit's held-out error; ``vtrial/data/ord_apd90_design.csv`` the simulated design.
-Pure computation (NumPy).
+The design keeps hERG block ≤ 0.9 (the drug curves) and ≤ 0.85 (random vectors), where the paced cell
+still repolarizes; beyond that the network extrapolates, and the cell itself would be heading for
+repolarization failure. Pure computation (NumPy).
 """
 from __future__ import annotations
 
