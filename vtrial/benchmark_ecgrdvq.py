@@ -343,7 +343,9 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         result["settings"]["lodo_detail"][d] = {"ke0_per_h": ke0, "coefficients": _coef_summary(f.coef)}
         pred = simulate(table, subjects, f.coef, ke0, "mechanistic", min(lodo_samples, samples), seed, times_h, draws,
                         exposure=exposure, treatments=("placebo", d))
-        lodo[d] = _course_scores(ddqtcf_course(_predicted_deltas(pred), d), obs_courses[d])["peak_ddqtcf_error_ms"]
+        course = ddqtcf_course(_predicted_deltas(pred), d)
+        courses[("lodo", d)] = (course, obs_courses[d])
+        lodo[d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
     for s in samplers:
         scores, cs = score_sampler(pl.concat(preds[s], how="vertical_relaxed"), obs, obs_courses)
         block = {}
@@ -394,14 +396,15 @@ def plot_courses(courses: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(DRUGS), figsize=(4 * len(DRUGS), 3.6), sharey=False)
-    styles = {"worldmodel": ("world model", "C0"), "mechanistic": ("mechanistic", "C1"), "cqtc": ("C-QTc model", "C2")}
+    styles = {"worldmodel": ("world model", "C0", "-"), "mechanistic": ("mechanistic", "C1", "-"),
+              "cqtc": ("C-QTc model", "C2", "-"), "lodo": ("mechanistic, drug left out", "C1", ":")}
     for ax, d in zip(axes, DRUGS):
         obs = None
-        for key, (label, color) in styles.items():
+        for key, (label, color, line) in styles.items():
             if (key, d) not in courses:
                 continue
             pred, obs = courses[(key, d)]
-            ax.plot(pred["time_h"], pred["ddqtcf_ms"], "-", color=color, label=label)
+            ax.plot(pred["time_h"], pred["ddqtcf_ms"], line, color=color, label=label)
         if obs is not None:
             ax.plot(obs["time_h"], obs["ddqtcf_ms"], "ko", ms=4, label="observed")
         ax.axhline(10, color="grey", lw=0.8, ls="--")
@@ -409,7 +412,8 @@ def plot_courses(courses: dict, path: Path) -> Path:
         ax.set_xlabel("time after dose (h)")
     axes[0].set_ylabel("ΔΔQTcF (ms)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("FDA study ECGRDVQ: out-of-fold predicted vs observed mean ΔΔQTcF")
+    fig.suptitle("FDA study ECGRDVQ: out-of-fold predicted vs observed mean ΔΔQTcF "
+                 "(dotted: each drug predicted from its IC50s by a map fitted on the other three)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
