@@ -16,10 +16,9 @@ import time
 
 import numpy as np
 
-from vtrial.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ord import pace
-from vtrial.physiology.ord_surrogate import delta_apd90_ms, surrogate
+from vtrial.physiology.ord_surrogate import delta_apd90_ms, drug_curve_blocks, random_blocks, surrogate
 
 
 def main():
@@ -28,18 +27,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     m = surrogate()
-    drug_rows = []
-    for name in known_drugs():
-        d = get_drug(name)
-        if d.free_cmax_nM is None or not d.free_cmax_nM > 0:
-            continue
-        for c in d.free_cmax_nM * np.array([0.05, 0.2, 0.7, 2.0, 6.0, 20.0]):
-            b = d.block(c)
-            if b[0] <= 0.9:
-                drug_rows.append(b)
-    rng = np.random.default_rng(args.seed)
-    rand = np.where(rng.random((args.random, len(CHANNELS))) < 0.35, 0.0, 0.9 * rng.random((args.random, len(CHANNELS))) ** 2)
-    rand[:, 0] = np.minimum(rand[:, 0], 0.85)
+    drug_rows = [b for _, _, b in drug_curve_blocks([0.05, 0.2, 0.7, 2.0, 6.0, 20.0])]
+    rand = random_blocks(args.random, np.random.default_rng(args.seed))
     block = np.vstack([np.zeros((1, len(CHANNELS))), np.array(drug_rows), rand])
     t0 = time.perf_counter()
     apd = pace(block, m["beats"], m["cycle_ms"], base=m["conductance_factors"], state=m["steady_state"])[0][-1]

@@ -26,10 +26,9 @@ import polars as pl
 import torch
 from rich.progress import track
 
-from vtrial.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ord import CIPA_V1_FACTORS, pace
-from vtrial.physiology.ord_surrogate import delta_apd90_ms
+from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_RANDOM, delta_apd90_ms, drug_curve_blocks, random_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = ROOT / "vtrial" / "data" / "ord_apd90_design.csv"
@@ -40,26 +39,15 @@ HIDDEN = 32
 
 def design(n_random: int, seed: int) -> pl.DataFrame:
     rows = [("control", 0.0, np.zeros(len(CHANNELS)))]
-    for name in known_drugs():
-        d = get_drug(name)
-        if d.free_cmax_nM is None or not d.free_cmax_nM > 0:
-            continue
-        for c in d.free_cmax_nM * np.logspace(-np.log10(30), np.log10(30), 13):
-            b = d.block(c)
-            if b[0] <= 0.9:
-                rows.append((name, float(c), b))
+    rows += drug_curve_blocks(np.logspace(-np.log10(30), np.log10(30), 13))
     for k, ch in enumerate(CHANNELS):
         for level in (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9):
-            if ch == "hERG" and level > 0.85:
+            if ch == "hERG" and level > MAX_HERG_BLOCK_RANDOM:
                 continue
             b = np.zeros(len(CHANNELS))
             b[k] = level
             rows.append((f"only_{ch}", float("nan"), b))
-    rng = np.random.default_rng(seed)
-    for _ in range(n_random):
-        b = np.where(rng.random(len(CHANNELS)) < 0.35, 0.0, 0.9 * rng.random(len(CHANNELS)) ** 2)
-        b[0] = min(b[0], 0.85)
-        rows.append(("random", float("nan"), b))
+    rows += [("random", float("nan"), b) for b in random_blocks(n_random, np.random.default_rng(seed))]
     block = np.array([r[2] for r in rows])
     return pl.DataFrame({"source": [r[0] for r in rows], "conc_free_nM": [r[1] for r in rows],
                          **{f"block_{ch}": block[:, k] for k, ch in enumerate(CHANNELS)}})
