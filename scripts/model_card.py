@@ -42,6 +42,18 @@ def main():
                   f"{d['dqtcf_mae_ms']['mean']:+.3f} ms [{d['dqtcf_mae_ms']['ci95'][0]:+.3f}, {d['dqtcf_mae_ms']['ci95'][1]:+.3f}]; "
                   f"hallucination rate {100 * d['hallucination_rate']['mean']:+.3f} percentage points "
                   f"[{100 * d['hallucination_rate']['ci95'][0]:+.3f}, {100 * d['hallucination_rate']['ci95'][1]:+.3f}].\n")
+    reads_prior = bool(blob["model_args"].get("prior_input"))
+    spread = cfg.get("map_spread")
+    prior_cond = (" — and the prior beat e_EPK's latent itself, so the Δ(block) map the sampler is given "
+                  "(`WorldModelSampler(coef=...)`) steers the samples" if reads_prior else "")
+    maps = ("Every pair follows the shipped Δ(block) map." if spread is None else
+            f"Each pair has its own random Δ(block) map (`corpus.random_map_shifts`, log-SD {spread}): a "
+            "uniform mixture of the shipped map (calibrated on the FDA study ECGRDVQ) and the O'Hara–Rudy "
+            "cell's ΔAPD90 map with random gains, each change scaled by its own log-normal factor; the prior "
+            "beat and the post-dose beat follow the same map, so the map reaches the model only through the "
+            "prior beat and a map fitted elsewhere (another study, another exposure, the cell model for a new "
+            "compound) is followed rather than overridden by what the network memorized.")
+    threads = f"{cfg['threads']} CPU thread{'s' if cfg['threads'] != 1 else ''}" if cfg.get("threads") else "torch's default threads"
     text = f"""# Model card: vtrial world model (`{args.checkpoint.name}`)
 
 **What it is.** An action-conditioned latent diffusion model of the post-dose representative beat
@@ -51,21 +63,21 @@ model arguments {blob['model_args']}.
 
 **Conditioning.** The baseline beat's latent; the action (block fractions of the 7 channels, free
 concentration, time since dose, dose); covariates (sex, age, weight, RR, and the virtual patient's drug
-sensitivity — drawn by the cohort, as the mechanistic sampler uses it; 1 for real subjects).
+sensitivity — drawn by the cohort, as the mechanistic sampler uses it; 1 for real subjects){prior_cond}.
 
 **Training data.** The built-in corpus (`vtrial/model/corpus.py`): {cfg['n_pairs']:,} synthetic healthy
 adults (`cohorts/healthy_adults.yaml`); {100 * (1 - cfg.get('virtual_fraction', 0)):.0f} % of the drug
 pairs get a CiPA training drug (all but the held-out {', '.join(s['heldout_drugs'])}) at log-uniform
 0.1–10× free Cmax, {100 * cfg.get('virtual_fraction', 0):.0f} % a virtual compound (a random in-vitro
 profile at a random concentration, filling the 7-channel block space that nine drugs only trace); 15 %
-placebo. Post-dose beats come from a generator richer than the prior (late/asymmetric and notched T, U
+placebo. {maps} Post-dose beats come from a generator richer than the prior (late/asymmetric and notched T, U
 wave, ICaL ST depression); every recorded beat carries recording-to-recording jitter (within-subject
 QTcF SD ≈ 5 ms) and white noise. No real patient data.
 
 **Reproduce.**
 
 ```
-vtrial train vtrial/data/train_worldmodel.yaml            # this checkpoint ({hist['corpus_s'] + hist['ae_s'] + hist['diffusion_s']:.0f} s on one CPU thread)
+vtrial train vtrial/data/train_worldmodel.yaml            # this checkpoint ({hist['corpus_s'] + hist['ae_s'] + hist['diffusion_s']:.0f} s on {threads})
 vtrial train vtrial/data/train_worldmodel_ablation.yaml   # the λ0 = 0 ablation
 vtrial eval --checkpoint vtrial/data/worldmodel.pt --out vtrial/data
 python scripts/select_guidance.py                        # the default γ, chosen on validation drugs

@@ -114,3 +114,44 @@ def test_ord_map_takes_repolarization_from_the_cell_model():
     assert EpkCoefficients.from_dict(coef.to_dict()).uses_ord
     with pytest.raises(ValueError, match="both"):
         EpkCoefficients(ord_jtpeak_gain=0.8)
+
+
+def test_apply_block_is_apply_shifts_of_the_maps_interval_shifts():
+    from vtrial.physiology.epk import apply_shifts
+
+    w = Waves.typical(3)
+    b = np.zeros((3, len(CHANNELS)))
+    b[:, CHANNELS.index("hERG")] = [0.0, 0.3, 0.6]
+    b[:, CHANNELS.index("ICaL")] = [0.0, 0.2, 0.1]
+    sens = np.array([1.0, 0.5, 2.0])
+    a = apply_block(w, b, COEF, sens)
+    c = apply_shifts(w, interval_shifts(b, COEF, w.rr_s.numpy()), sens)
+    for x, y in ((a.t_ms, c.t_ms), (a.sigma_ms, c.sigma_ms), (a.height_mv, c.height_mv)):
+        assert np.array_equal(x.numpy(), y.numpy())
+
+
+def test_a_narrowing_t_wave_scaled_by_a_sensitive_patient_keeps_a_positive_width():
+    from vtrial.physiology.epk import apply_shifts
+
+    w = Waves.typical(1)
+    shifts = {"jtpeak_ms": np.array([-30.0]), "tpte_ms": np.array([-2 * float(w.sigma_ms[0, 4])]),
+              "qrs_scale": np.ones(1), "pr_ms": np.zeros(1), "t_height_scale": np.ones(1)}
+    out = apply_shifts(w, shifts, np.array([3.0]))
+    assert float(out.sigma_ms[0, 4]) >= 1.0 and np.isfinite(out.to_ecgsyn().b_rad.numpy()).all()
+
+
+def test_changes_through_the_corpus_beats_add_the_corpus_morphology():
+    """A map fitted for a world model acts through the beats its corpus draws: ECGSYN plus late/notched T
+    and U waves that grow with hERG block — longer QTcF under hERG block, the same without block."""
+    from vtrial.calibration import interval_changes
+
+    w = Waves.typical(1)
+    b = np.zeros((3, len(CHANNELS)))
+    b[:, CHANNELS.index("hERG")] = [0.0, 0.3, 0.6]
+    plain = interval_changes(w, b, COEF)
+    rich = interval_changes(w, b, COEF, morphology="corpus")
+    assert plain["valid"].all() and rich["valid"].all()
+    assert abs(rich["d_qtcf_ms"][0]) < 2 and abs(plain["d_qtcf_ms"][0]) < 2
+    assert rich["d_qtcf_ms"][2] > plain["d_qtcf_ms"][2] + 5 > 5
+    with pytest.raises(ValueError, match="morphology"):
+        interval_changes(w, b, COEF, morphology="rich")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 from vtrial.drugs import Drug
 from vtrial.measure import measure
@@ -20,6 +21,7 @@ WINDOW_S = (-0.5, 1.0)
 POPULATION_STREAM = 0xCA1
 POPULATION_DRAWS = 64
 DELTA_COLUMNS = ("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms")
+MORPHOLOGIES = ("ecgsyn", "corpus")
 
 
 def mean_subject(table) -> tuple[Waves, dict]:
@@ -55,16 +57,30 @@ def mean_sensitivity(cv: float) -> float:
 
 
 def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float = 1000.0,
-                     sensitivity: float = 1.0) -> dict[str, np.ndarray]:
+                     sensitivity: float = 1.0, morphology: str = "ecgsyn") -> dict[str, np.ndarray]:
     """Measured change from baseline of each interval in ``DELTA_COLUMNS`` for one subject under block (T, 7);
-    ``sensitivity`` multiplies the whole drug-induced change of the waves (``apply_block``)."""
+    ``sensitivity`` multiplies the whole drug-induced change of the waves (``apply_block``). ``morphology``:
+    ``"ecgsyn"``, the prior beat (what the mechanistic sampler draws); ``"corpus"``, the prior beat plus the
+    world-model corpus's richer morphology (``corpus.rich_effects``: late and notched T, U wave, ST
+    depression, growing with block) — the beat a world model trained on that corpus draws for that map."""
+    if morphology not in MORPHOLOGIES:
+        raise ValueError(f"morphology = {morphology!r}; expected one of {', '.join(MORPHOLOGIES)}")
     block = np.asarray(block, float)
     n = block.shape[0]
     rep = Waves(waves0.t_ms.expand(n + 1, -1), waves0.sigma_ms.expand(n + 1, -1),
                 waves0.height_mv.expand(n + 1, -1), waves0.rr_s.expand(n + 1))
     full = np.vstack([np.zeros((1, block.shape[1])), block])
-    beats = ecgsyn_beat(apply_block(rep, full, coef, np.full(n + 1, sensitivity)).to_ecgsyn(), fs_hz, WINDOW_S)
-    m = measure(beats, fs_hz, float(waves0.rr_s[0]) * 1000.0, window_start_s=WINDOW_S[0])
+    drugged = apply_block(rep, full, coef, np.full(n + 1, sensitivity))
+    window_s = WINDOW_S
+    if morphology == "corpus":  # on the corpus's own beat grid, as the world model draws and measures it
+        from vtrial.model.corpus import FS_HZ, rich_effects
+        from vtrial.model.corpus import WINDOW_S as window_s
+
+        fs_hz = FS_HZ
+    beats = ecgsyn_beat(drugged.to_ecgsyn(), fs_hz, window_s)
+    if morphology == "corpus":
+        beats = beats + torch.as_tensor(rich_effects(drugged, full), dtype=beats.dtype)
+    m = measure(beats, fs_hz, float(waves0.rr_s[0]) * 1000.0, window_start_s=window_s[0])
     out = {f"d_{c}": m[c][1:] - m[c][0] for c in DELTA_COLUMNS}
     out["valid"] = m["valid"][1:] & m["valid"][0]
     return out

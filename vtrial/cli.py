@@ -239,7 +239,9 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                                                "sampler's out-of-fold fits: channels (per-channel terms) or ord "
                                                "(the O'Hara–Rudy cell's ΔAPD90 with two gains)"),
                   lodo_map: str = typer.Option("ord", "--lodo-map", help="Δ(block) family of the leave-one-drug-out "
-                                               "fits: ord or channels")):
+                                               "fits: ord or channels"),
+                  checkpoint: Path = typer.Option(None, "--checkpoint", help="world-model checkpoint (default: the "
+                                                  "shipped one)")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -264,10 +266,18 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
         if value not in MAP_MODELS:
             console.print(f"[red]error[/red] {flag} {value!r}; available: {', '.join(MAP_MODELS)}", highlight=False)
             raise typer.Exit(2)
+    if checkpoint is not None:
+        from vtrial.model.worldmodel import CheckpointError, load_checkpoint
+
+        try:
+            load_checkpoint(checkpoint)
+        except CheckpointError as exc:
+            console.print(f"[red]error[/red] --checkpoint: {exc}", highlight=False)
+            raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
                                     draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
-                                    log=lambda m: console.print(m, highlight=False))
+                                    checkpoint=checkpoint, log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))

@@ -19,13 +19,13 @@ Pure computation (scipy); ``scripts/calibrate_epk.py`` writes the shipped coeffi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
-from vtrial.calibration import interval_changes, mean_sensitivity, mean_subject, population_block
+from vtrial.calibration import MORPHOLOGIES, interval_changes, mean_sensitivity, mean_subject, population_block
 from vtrial.cohort import real_subject_sensitivity_cv
 from vtrial.drugs import get_drug
 from vtrial.ecgrdvq import measured_concentrations, placebo_corrected
@@ -61,6 +61,7 @@ class Observed:
     doses: dict  # drug → mg
     sensitivity: float  # the simulated population's mean drug sensitivity
     conc_free_nM: dict | None = None  # drug → the fitting subjects' measured free nM (N, T) at obs times, or None
+    morphology: str = "ecgsyn"  # the beats the map is fitted through (``calibration.interval_changes``)
 
 
 @dataclass
@@ -147,7 +148,7 @@ def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients)
         block = get_drug(drug).block(ce).mean(axis=0)
     else:
         block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h)
-    return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity)
+    return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity, morphology=data.morphology)
 
 
 def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs) -> np.ndarray:
@@ -178,15 +179,19 @@ def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[
 
 
 def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
-        exposure: str = "library", relative_attenuation: bool = False, map_model: str = "channels") -> EpkFit:
+        exposure: str = "library", relative_attenuation: bool = False, map_model: str = "channels",
+        morphology: str = "ecgsyn") -> EpkFit:
     """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
     ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``; ``map_model``:
     ``"channels"`` (per-channel terms, ``MAP_PARAMS``) or ``"ord"`` (two gains on the ORd cell's ΔAPD90,
-    ``ORD_PARAMS``)."""
+    ``ORD_PARAMS``); ``morphology``: the beats the map acts through (``calibration.interval_changes``:
+    ``"ecgsyn"`` for the mechanistic sampler, ``"corpus"`` for a world model that follows its prior)."""
     if map_model not in MAP_MODELS:
         raise ValueError(f"map_model = {map_model!r}; expected one of {', '.join(MAP_MODELS)}")
+    if morphology not in MORPHOLOGIES:
+        raise ValueError(f"morphology = {morphology!r}; expected one of {', '.join(MORPHOLOGIES)}")
     drugs = tuple(drugs)
-    data = observed(table, subjects, drugs, exposure)
+    data = replace(observed(table, subjects, drugs, exposure), morphology=morphology)
     params = _params(map_model) + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
     sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation, map_model),

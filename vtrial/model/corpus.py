@@ -27,7 +27,8 @@ from vtrial.cohort import load_population, sample_cohort
 from vtrial.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import beat_times_s, ecgsyn_beat
-from vtrial.physiology.epk import apply_block, default_coefficients
+from vtrial.physiology.epk import apply_shifts, default_coefficients, interval_shifts
+from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_DRUGS, delta_apd90_ms
 from vtrial.physiology.waves import Waves
 from vtrial.protocol import COHORTS_DIR
 
@@ -98,9 +99,11 @@ def _gauss(t_ms: np.ndarray, center_ms, sigma_ms, height_mv):
     return height_mv[:, None] * np.exp(-0.5 * ((t_ms[None, :] - center_ms[:, None]) / sigma_ms[:, None]) ** 2)
 
 
-def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Additive morphology the prior cannot express, (N, T) mV, given the post-dose waves and block."""
-    t = (beat_times_s(FS_HZ, WINDOW_S, dtype=torch.float64).numpy()) * 1000.0
+def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator | None = None, fs_hz: float = FS_HZ,
+                 window_s=WINDOW_S) -> np.ndarray:
+    """Additive morphology the prior cannot express, (N, T) mV, given the post-dose waves and block (a
+    deterministic function of both; ``rng`` is not read), on the beat grid of ``fs_hz`` and ``window_s``."""
+    t = (beat_times_s(fs_hz, window_s, dtype=torch.float64).numpy()) * 1000.0
     n = waves.batch_size
     tt, st, ht = (waves.t_ms[:, 4].numpy(), waves.sigma_ms[:, 4].numpy(), waves.height_mv[:, 4].numpy())
     herg, ical = block[:, HERG], block[:, ICAL]
@@ -126,11 +129,44 @@ def virtual_compounds(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return block, conc
 
 
+ORD_GAIN_JTPEAK = (0.2, 1.2)  # random maps: ms of J-Tpeak per ms of ΔAPD90 (uniform range)
+ORD_GAIN_TPTE = (0.0, 0.9)
+TPTE_APD_FLOOR_MS = -40.0  # a shortened action potential narrows the T wave only so far
+
+
+def random_map_shifts(block: np.ndarray, rr_s: np.ndarray, spread: float, rng: np.random.Generator) -> dict:
+    """Interval changes of one random Δ(block) map per pair (the layout of ``epk.interval_shifts``).
+
+    A map is not a fact the model may memorize: fits on other data, other exposure or another family
+    (per-channel terms, the ORd cell) give other maps. Each pair's repolarization change is a random
+    mixture w·(shipped map) + (1 − w)·(ORd cell map with random gains g_J ∈ ``ORD_GAIN_JTPEAK``, g_T ∈
+    ``ORD_GAIN_TPTE``), w uniform; then every change (ΔJ-Tpeak, ΔTpeak-Tend, ΔPR, the QRS and T-height
+    changes) is multiplied by its own log-normal factor of log-SD ``spread``. The prior beat and the
+    post-dose beat both follow that map, so the map reaches the model only through the prior beat."""
+    n = len(block)
+    shipped = interval_shifts(block, default_coefficients(), rr_s)
+    d_apd = delta_apd90_ms(np.minimum(block, [MAX_HERG_BLOCK_DRUGS] + [1.0] * (block.shape[1] - 1)))
+    d_apd = np.where(block.any(axis=1), d_apd, 0.0)
+    g_j, g_t = rng.uniform(*ORD_GAIN_JTPEAK, n), rng.uniform(*ORD_GAIN_TPTE, n)
+    w = rng.uniform(0.0, 1.0, n)
+    factor = np.exp(spread * rng.standard_normal((5, n)))
+    rr = np.asarray(rr_s, float)
+    return {
+        "jtpeak_ms": factor[0] * (w * shipped["jtpeak_ms"] + (1 - w) * g_j * d_apd * rr**0.58),
+        "tpte_ms": factor[1] * (w * shipped["tpte_ms"] + (1 - w) * g_t * np.maximum(d_apd, TPTE_APD_FLOOR_MS) * rr ** (1 / 3)),
+        "qrs_scale": 1.0 + factor[2] * (shipped["qrs_scale"] - 1.0),
+        "pr_ms": factor[3] * shipped["pr_ms"],
+        "t_height_scale": 1.0 - factor[4] * (1.0 - shipped["t_height_scale"]),
+    }
+
+
 def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults", max_multiple: float = 10.0,
-               virtual_fraction: float = 0.0) -> Pairs:
+               virtual_fraction: float = 0.0, map_spread: float | None = None) -> Pairs:
     """Draw n pairs: patients from the population, drugs from ``drugs`` (default: all but the held-out
     ones) at log-uniform multiples of their free Cmax (15% placebo), times since dose in 0.5–24 h; a
-    ``virtual_fraction`` of the drug pairs get a virtual compound instead (``virtual_compounds``)."""
+    ``virtual_fraction`` of the drug pairs get a virtual compound instead (``virtual_compounds``).
+    ``map_spread`` None: every pair follows the shipped Δ(block) map; a number: each pair its own random
+    map (``random_map_shifts``)."""
     rng = np.random.default_rng([seed, 0xC02])
     jitter_rng = np.random.default_rng([seed, 0x7177])
     virtual_rng = np.random.default_rng([seed, 0x1A7])
@@ -150,7 +186,10 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     tsd = rng.uniform(0.5, 24.0, n)
     dose = conc / 10.0  # a dose proxy (mg) consistent with exposure; the action mostly reads block and conc
     base = cohort.waves
-    post = apply_block(base, block, default_coefficients(), cohort.sensitivity)
+    rr_s = base.rr_s.numpy()
+    shifts = (interval_shifts(block, default_coefficients(), rr_s) if map_spread is None
+              else random_map_shifts(block, rr_s, map_spread, np.random.default_rng([seed, 0x3A9])))
+    post = apply_shifts(base, shifts, cohort.sensitivity)
 
     def beat(waves):
         return ecgsyn_beat(waves.to_ecgsyn(), FS_HZ, WINDOW_S).numpy()

@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = 0
     n_pairs: int = 20000
     virtual_fraction: float = 0.5  # builtin: share of drug pairs given a random in-vitro profile
+    map_spread: float | None = None  # builtin: None, the shipped Δ(block) map; a number, random maps (corpus.random_map_shifts)
     data: str = "builtin"  # builtin | wfdb
     metadata: str | None = None  # wfdb: table in the ECGRDVQ layout (EGREFID names each record)
     records_dir: str | None = None  # wfdb: folder of the records
@@ -94,7 +95,7 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
         for s in skipped:
             log({"skipped_record": s})
     elif cfg.data == "builtin":
-        pairs = make_pairs(cfg.n_pairs, cfg.seed, virtual_fraction=cfg.virtual_fraction)
+        pairs = make_pairs(cfg.n_pairs, cfg.seed, virtual_fraction=cfg.virtual_fraction, map_spread=cfg.map_spread)
     else:
         raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}

@@ -121,13 +121,15 @@ class WorldModelSampler:
     Per unit: the patient's baseline beat and the prior beat e_EPK (ECGSYN under Δ(block) scaled by the
     patient's drug sensitivity) at the model's rate, the action from block and concentration, S samples from the diffusion model decoded and
     measured. Settings: ``eta`` [1.0], ``gamma`` [0.01, chosen on validation drugs by
-    ``scripts/select_guidance.py``], ``steps`` [20]; ``checkpoint`` a path.
+    ``scripts/select_guidance.py``], ``steps`` [20]; ``checkpoint`` a path; ``coef`` the Δ(block) map of
+    the prior beat (default: the shipped one) — it steers the samples through the prior beat, which a
+    model built with ``prior_input`` reads and trained on random maps follows.
     """
 
     SETTINGS = {"eta": 1.0, "gamma": 0.01, "steps": 20.0}
 
     def __init__(self, samples_per_unit: int, checkpoint: str | Path | None = None, settings: dict | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", coef=None):
         unknown = sorted(set(settings or {}) - set(self.SETTINGS))
         if unknown:
             raise ValueError(f"unknown sampler settings {unknown}; available: {', '.join(self.SETTINGS)}")
@@ -136,6 +138,12 @@ class WorldModelSampler:
         self.model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT, device=device)
         self.device = device
         self.fs_hz = FS_HZ
+        self.coef = coef
+
+    @property
+    def follows_map(self) -> bool:
+        """Whether the model reads the prior beat (and so the map given as ``coef``) as an input."""
+        return bool(self.model.model_args.get("prior_input"))
 
     def beats(self, units: dict[str, np.ndarray], seed: int) -> tuple[torch.Tensor, np.ndarray]:
         """The S sampled beats of every unit, (n·S, T) mV at the model's rate, and their RR (n·S,) ms."""
@@ -147,7 +155,7 @@ class WorldModelSampler:
         steps = int(self.settings["steps"])
         d = self.model.model_args["latent_dim"]
         base = unit_waves(units)
-        drugged = apply_block(base, units["block"], default_coefficients(), units["sensitivity"])
+        drugged = apply_block(base, units["block"], self.coef or default_coefficients(), units["sensitivity"])
         baseline = ecgsyn_beat(base.to_ecgsyn(), FS_HZ, WINDOW_S).float()
         prior = ecgsyn_beat(drugged.to_ecgsyn(), FS_HZ, WINDOW_S).float()
         conc = np.asarray(units["conc_free_nM"], float)

@@ -158,8 +158,14 @@ def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None, sensit
     block = np.asarray(block, dtype=float)
     if block.shape != (waves.batch_size, len(CHANNELS)):
         raise ValueError(f"block has shape {block.shape}, expected ({waves.batch_size}, {len(CHANNELS)})")
-    d = {k: torch.as_tensor(v, dtype=waves.t_ms.dtype)
-         for k, v in interval_shifts(block, coef, waves.rr_s.numpy()).items()}
+    return apply_shifts(waves, interval_shifts(block, coef, waves.rr_s.numpy()), sensitivity)
+
+
+def apply_shifts(waves: Waves, shifts: dict[str, np.ndarray], sensitivity=None) -> Waves:
+    """The waves of B patients moved by interval changes in the layout of ``interval_shifts`` (each (B,)),
+    scaled per patient by ``sensitivity`` (B,) when given."""
+    d = {k: torch.as_tensor(np.asarray(shifts[k], float), dtype=waves.t_ms.dtype)
+         for k in ("jtpeak_ms", "tpte_ms", "qrs_scale", "pr_ms", "t_height_scale")}
     t, s, h = waves.t_ms.clone(), waves.sigma_ms.clone(), waves.height_mv.clone()
     scale = d["qrs_scale"]
     # J point (≈ S peak + 2σ_S) and QRS onset (≈ Q peak − 2σ_Q) move with the QRS scale
@@ -175,6 +181,7 @@ def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None, sensit
     if sensitivity is not None:
         k = torch.as_tensor(np.asarray(sensitivity, float), dtype=t.dtype)[:, None]
         t, s, h = (w0 + k * (w1 - w0) for w0, w1 in ((waves.t_ms, t), (waves.sigma_ms, s), (waves.height_mv, h)))
+        s[:, 4] = s[:, 4].clamp(min=1.0)  # a narrowing T scaled past its floor by a sensitive patient
     return Waves(t, s, h, waves.rr_s)
 
 
