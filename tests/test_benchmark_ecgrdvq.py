@@ -103,3 +103,30 @@ def test_benchmark_names_a_bad_map(tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                                    "--lodo-map", "guess"])
     assert res.exit_code == 2 and "--lodo-map 'guess'" in res.output and "ord" in res.output
+
+
+def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figure(shared_data, tmp_path):
+    """With a checkpoint built with ``prior_input``, the world model is given each fold's map — fitted
+    through the corpus's beats — and the leave-one-drug-out maps, as the mechanistic sampler is."""
+    from vtrial.model.train import TrainConfig, train
+
+    cfg = TrainConfig(n_pairs=200, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50, ae_steps=20,
+                      diffusion_train_steps=20, batch_size=64, prior_input=True, residual=True, map_spread=0.5)
+    ckpt = train(cfg, log=lambda d: None)[0].save(tmp_path / "reads.pt")
+    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
+                                   "--folds", "2", "--samples", "20", "--max-nfev", "2", "--draws", "2",
+                                   "--sampler", "worldmodel", "--checkpoint", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "o" / "ecgrdvq.json").read_text())
+    assert r["out_of_fold"] is True
+    assert all(v["lodo_peak_ddqtcf_error_ms"] is not None for v in r["drugs"].values())
+    assert all("coefficients_worldmodel" in f and "ke0_per_h_worldmodel" in f for f in r["settings"]["folds_detail"])
+    assert all("ke0_per_h_worldmodel" in v for v in r["settings"]["lodo_detail"].values())
+
+
+def test_benchmark_names_a_bad_checkpoint(shared_data, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
+                                   "--checkpoint", str(bad)])
+    assert res.exit_code == 2 and "--checkpoint" in res.output and "bad.pt" in res.output

@@ -213,7 +213,10 @@ def ddqtcf_course(delta: pl.DataFrame, drug: str) -> pl.DataFrame:
 
 
 def _course_scores(pred_course: pl.DataFrame, obs_course: pl.DataFrame) -> dict:
-    j = pred_course.join(obs_course, on="time_h", suffix="_obs")
+    """Peak error and RMSE of a predicted course; NaN where no time point has a measurable prediction."""
+    j = pred_course.join(obs_course, on="time_h", suffix="_obs").drop_nulls("ddqtcf_ms")
+    if j.is_empty():
+        return {"peak_ddqtcf_error_ms": math.nan, "rmse_ddqtcf_ms": math.nan}
     err = j["ddqtcf_ms"].to_numpy() - j["ddqtcf_ms_obs"].to_numpy()
     return {"peak_ddqtcf_error_ms": float(j["ddqtcf_ms"].max() - j["ddqtcf_ms_obs"].max()),
             "rmse_ddqtcf_ms": float(np.sqrt(np.mean(err**2)))}
@@ -234,6 +237,11 @@ def score_sampler(delta: pl.DataFrame, obs: pl.DataFrame, obs_courses: dict) -> 
         j = ecg.join(by_ecg, on=["subject", "time_h"], suffix="_pred")
         s = np.array([np.asarray(x, float) for x in j["dqtcf_ms_pred"].to_list()])
         y = j["dqtcf_ms"].to_numpy()
+        if s.ndim != 2 or not np.isfinite(s).any():  # no measurable prediction at all: scored NaN, not dropped
+            out[d] = {**_course_scores(course, obs_courses[d]), **dict.fromkeys(
+                ("coverage90", "crps_ms", "crps_empirical_ms", "qtcf_mae_ms", "jtpeakc_mae_ms", "tpte_mae_ms"), math.nan),
+                "n_ecgs": int(len(ecg))}
+            continue
         cal, _ = calibration(s, y)
         out[d] = {**_course_scores(course, obs_courses[d]),
                   "coverage90": cal["coverage90"], "crps_ms": cal["crps_fair"], "crps_empirical_ms": cal["crps"],

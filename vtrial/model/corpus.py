@@ -14,7 +14,10 @@ beats (their measurements are the expected ones) and the recorded post-dose beat
 
 The virtual patient's drug sensitivity (drawn by the cohort, also used by the mechanistic sampler) is a
 covariate, and the prior beat e_EPK is that patient's mechanistic beat: ECGSYN(ψ_patient ⊕ Δ(block)) with
-the effect scaled by the sensitivity. Every pair is drawn from a seed, so a corpus is reproducible.
+the effect scaled by the sensitivity. With ``map_spread`` each pair has its own random Δ(block) map
+(``random_map_shifts``) for both its prior beat and its post-dose beat, so the map is not a fact of the
+corpus but an input: a model that reads the prior beat learns to follow whatever map it is given. Every
+pair is drawn from a seed, so a corpus is reproducible.
 """
 from __future__ import annotations
 

@@ -45,6 +45,7 @@ class TrainConfig:
     slope_weight: float = 0.0  # weight of the first-difference (slope) reconstruction loss
     lambda0: float = 0.1
     prior_input: bool = False  # the denoiser also takes e_EPK's latent as an input
+    residual: bool = False  # diffuse the latent's normalized departure from e_EPK's (needs prior_input)
     out: str = "runs/train/worldmodel.pt"
     tracking_uri: str | None = None  # default: a SQLite file under tracking_dir
     tracking_dir: str = "runs/train"
@@ -101,7 +102,7 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
     with torch.random.fork_rng():  # the modules' own default draws are thrown away: the caller's RNG stays put
         model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1,
-                           cfg.diffusion_steps, cfg.prior_input)
+                           cfg.diffusion_steps, cfg.prior_input, cfg.residual)
     seeded_init(model, gen)  # the one generator behind every torch draw of training
 
     # stage 1: autoencoder on all beats
@@ -136,6 +137,11 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
         z_target = model.latent(pairs.target)
         z_base = model.latent(pairs.baseline)
         z_prior_raw = model.latent(pairs.prior)
+        if model.residual:
+            r = z_target - z_prior_raw
+            model.r_mean.copy_(r.mean(0))
+            model.r_std.copy_(r.std(0).clamp(min=1e-3))
+            z_target = model.to_residual(z_target, z_prior_raw)  # the diffused variable
 
     # stage 2: denoiser and Π_ϕ with the energy-regularised loss
     params = list(model.denoiser.parameters()) + list(model.projection.parameters())
@@ -146,6 +152,8 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     for step in range(cfg.diffusion_train_steps):
         idx = next(it)
         p = model.projection(z_prior_raw[idx])
+        if model.residual:  # the energy term compares like with like: Π_ϕ(e_EPK) in the diffused units
+            p = model.to_residual(p, z_prior_raw[idx])
         eps_fn = model.eps_fn(z_base[idx], pairs.action[idx], pairs.covariates[idx], z_prior_raw[idx])
         loss, parts = training_loss(eps_fn, z_target[idx], p, model.schedule, cfg.lambda0, gen)
         opt.zero_grad()

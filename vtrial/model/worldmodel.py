@@ -29,11 +29,17 @@ class CheckpointError(ValueError):
 
 class WorldModel(nn.Module):
     def __init__(self, latent_dim: int = 32, channels: int = 32, width: int = 256, depth: int = 4,
-                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200, prior_input: bool = False):
+                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200, prior_input: bool = False,
+                 residual: bool = False):
         super().__init__()
+        if residual and not prior_input:
+            raise ValueError("residual diffusion needs prior_input: the residual is taken from the prior beat's latent")
         self.model_args = dict(latent_dim=latent_dim, channels=channels, width=width, depth=depth,
                                n_samples=n_samples, n_leads=n_leads, diffusion_steps=diffusion_steps,
                                prior_input=prior_input)
+        if residual:  # stored only when set, so checkpoints from before keep loading
+            self.model_args["residual"] = True
+        self.residual = residual
         self.autoencoder = BeatAutoencoder(n_samples, latent_dim, channels)
         self.denoiser = Denoiser(latent_dim, ACTION_DIM, COVARIATE_DIM, width, depth, prior_input=prior_input)
         self.projection = nn.Linear(latent_dim, latent_dim)  # Π_ϕ on the prior beat's latent
@@ -41,6 +47,9 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self.projection.bias)
         self.register_buffer("z_mean", torch.zeros(latent_dim))
         self.register_buffer("z_std", torch.ones(latent_dim))
+        if residual:  # the diffused variable: (z − z_prior − r_mean) / r_std
+            self.register_buffer("r_mean", torch.zeros(latent_dim))
+            self.register_buffer("r_std", torch.ones(latent_dim))
         self.schedule = Schedule(diffusion_steps)
 
     def latent(self, beat: torch.Tensor) -> torch.Tensor:
@@ -49,6 +58,16 @@ class WorldModel(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.decoder(z * self.z_std + self.z_mean)
+
+    def to_residual(self, z: torch.Tensor, z_prior: torch.Tensor) -> torch.Tensor:
+        """Residual diffusion: a latent as its normalized departure from the prior beat's latent. What is
+        left once the prior is known (recording variability, the morphology the prior lacks) is small next
+        to the spread of post-dose latents; diffused in its own units it is learned at full resolution
+        instead of sitting below the sampler's last noise level."""
+        return (z - z_prior - self.r_mean) / self.r_std
+
+    def from_residual(self, r: torch.Tensor, z_prior: torch.Tensor) -> torch.Tensor:
+        return z_prior + self.r_mean + self.r_std * r
 
     def prior_latent(self, prior_beat: torch.Tensor) -> torch.Tensor:
         """p = Π_ϕ(e_EPK) in normalized latent space."""
@@ -73,10 +92,14 @@ class WorldModel(nn.Module):
         z_base = self.latent(baseline).repeat_interleave(s, dim=0)  # (N·S, D)
         z_prior = self.latent(prior)
         p = self.projection(z_prior)  # Π_ϕ(e_EPK), (N, D)
-        eps_fn = self.eps_fn(z_base, action.repeat_interleave(s, dim=0), covariates.repeat_interleave(s, dim=0),
-                             z_prior.repeat_interleave(s, dim=0))
-        z = ddim_sample(eps_fn, noise, self.schedule, n_sample_steps, eta,
-                        p.repeat_interleave(s, dim=0) if gamma > 0 else None, gamma)
+        zp = z_prior.repeat_interleave(s, dim=0)
+        eps_fn = self.eps_fn(z_base, action.repeat_interleave(s, dim=0), covariates.repeat_interleave(s, dim=0), zp)
+        guide = p.repeat_interleave(s, dim=0)
+        if self.residual:
+            guide = self.to_residual(guide, zp)
+        z = ddim_sample(eps_fn, noise, self.schedule, n_sample_steps, eta, guide if gamma > 0 else None, gamma)
+        if self.residual:
+            z = self.from_residual(z, zp)
         return self.decode(z), z, p
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
