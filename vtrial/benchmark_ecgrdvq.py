@@ -324,9 +324,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects ({m} beats)")
             fits[m] = fit(table, train, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
                           map_model=fold_map, morphology=m)
-            suffix = "" if m == "ecgsyn" else "_worldmodel"
-            fold_fits[-1].update({f"ke0_per_h{suffix}": fits[m].ke0_per_h,
-                                  f"coefficients{suffix}": _coef_summary(fits[m].coef)})
+            fold_fits[-1].update(_fit_record(m, fits[m].ke0_per_h, fits[m].coef))
         obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
@@ -368,9 +366,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
                     map_model=lodo_map, morphology=m)
             ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
             fits[m] = (f.coef, ke0)
-            suffix = "" if m == "ecgsyn" else "_worldmodel"
-            result["settings"]["lodo_detail"][d].update({f"ke0_per_h{suffix}": ke0,
-                                                         f"coefficients{suffix}": _coef_summary(f.coef)})
+            result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef))
         for s in lodo:
             coef, ke0 = fits[morphology[s]]
             pred = simulate(table, subjects, coef, ke0, s, min(lodo_samples, samples), seed, times_h, draws,
@@ -400,6 +396,13 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             result[s] = entry
     result["targets"] = targets(result)
     return result, courses
+
+
+def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients) -> dict:
+    """A fit's settings entry: plain keys for the mechanistic sampler's map, ``_worldmodel`` ones for the
+    map fitted through the corpus's beats."""
+    suffix = "" if morphology == "ecgsyn" else "_worldmodel"
+    return {f"ke0_per_h{suffix}": ke0, f"coefficients{suffix}": _coef_summary(coef)}
 
 
 def _follows_map(checkpoint) -> bool:

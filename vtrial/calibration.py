@@ -71,15 +71,16 @@ def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float =
                 waves0.height_mv.expand(n + 1, -1), waves0.rr_s.expand(n + 1))
     full = np.vstack([np.zeros((1, block.shape[1])), block])
     drugged = apply_block(rep, full, coef, np.full(n + 1, sensitivity))
-    window_s = WINDOW_S
     if morphology == "corpus":  # on the corpus's own beat grid, as the world model draws and measures it
         from vtrial.model.corpus import FS_HZ, rich_effects
         from vtrial.model.corpus import WINDOW_S as window_s
 
         fs_hz = FS_HZ
-    beats = ecgsyn_beat(drugged.to_ecgsyn(), fs_hz, window_s)
-    if morphology == "corpus":
+        beats = ecgsyn_beat(drugged.to_ecgsyn(), fs_hz, window_s)
         beats = beats + torch.as_tensor(rich_effects(drugged, full), dtype=beats.dtype)
+    else:
+        window_s = WINDOW_S
+        beats = ecgsyn_beat(drugged.to_ecgsyn(), fs_hz, window_s)
     m = measure(beats, fs_hz, float(waves0.rr_s[0]) * 1000.0, window_start_s=window_s[0])
     out = {f"d_{c}": m[c][1:] - m[c][0] for c in DELTA_COLUMNS}
     out["valid"] = m["valid"][1:] & m["valid"][0]
