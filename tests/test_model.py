@@ -1,4 +1,5 @@
 """The world model: a tiny training run, checkpoints as safe data, the sampler's determinism and flags."""
+import copy
 import os
 import pickle
 
@@ -269,3 +270,44 @@ def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tin
         assert a.follows_map is follows
         same = torch.equal(a.beats(u, 9)[0], b.beats(u, 9)[0])  # the beats: a tiny model's may not measure
         assert same is not follows
+
+
+def test_temperature_widens_the_samples_and_a_checkpoint_carries_its_sampler_settings(tiny, tmp_path):
+    """``temperature`` scales the sampler's noise: 1 is the plain sampler, above 1 the S samples of a unit
+    spread wider around their mean — by exactly the temperature where the denoiser is the exact one of a
+    Gaussian (the sampler is then linear in its noise). Settings stored in a checkpoint (extra["sampler"],
+    as ``scripts/select_guidance.py --write`` does) override the sampler's defaults, explicit ones
+    override both, and they survive a save."""
+    from vtrial.model.worldmodel import sampler_settings
+
+    model, _, path = tiny
+    pairs = make_pairs(3, seed=4)
+    d = model.model_args["latent_dim"]
+    noise = torch.randn(6, 3 * 16, d, generator=torch.Generator().manual_seed(1))
+    ab = model.schedule.alpha_bar()
+
+    def gaussian_eps(*conditioning):  # the exact ε̂ for latents ~ N(0, 0.3²): no clipping, linear in z
+        return lambda z, t: (1 - ab[t][:, None]).sqrt() * z / (ab[t][:, None] * 0.09 + 1 - ab[t][:, None])
+
+    def spread(temperature, m=model):
+        z = m.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0,
+                     samples_per_unit=16, temperature=temperature)[1].view(3, 16, d)
+        return float(z.std(dim=1).mean()), z
+
+    plain = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0,
+                         samples_per_unit=16)[1].view(3, 16, d)
+    assert torch.equal(spread(1.0)[1], plain)
+    assert spread(1.5)[0] > spread(1.0)[0]
+    exact = copy.deepcopy(model)
+    exact.eps_fn = gaussian_eps
+    assert spread(1.5, exact)[0] == pytest.approx(1.5 * spread(1.0, exact)[0], rel=1e-4)
+
+    blob = torch.load(path, weights_only=True)
+    blob["extra"]["sampler"] = {"gamma": 0.0, "temperature": 1.25}
+    tuned = tmp_path / "tuned.pt"
+    torch.save(blob, tuned)
+    assert WorldModelSampler(2, tuned).settings["temperature"] == 1.25
+    assert WorldModelSampler(2, tuned, {"temperature": 1.0}).settings == {**WorldModelSampler.SETTINGS, "gamma": 0.0}
+    assert WorldModelSampler(2, path).settings == WorldModelSampler.SETTINGS
+    again = load_checkpoint(load_checkpoint(tuned).save(tmp_path / "again.pt"))
+    assert sampler_settings(again, {"gamma": None}) == {**WorldModelSampler.SETTINGS, "gamma": 0.0, "temperature": 1.25}

@@ -38,13 +38,14 @@ the predictions; ``"library"`` uses the drug library's population PK instead, as
 concentrations are unknown.
 
 The world model (the default sampler) is scored in the same way on the same exposures. One that reads
-its prior beat (``prior_input``, trained on random maps: ``vtrial/data/train_worldmodel_map.yaml``,
-given as ``checkpoint``) is given the fold's map and delays — fitted through the beats its corpus draws
-for a map (``epk_fit.fit(morphology="corpus")``) — and the leave-one-drug-out map, as the mechanistic
-sampler is: its figures are out of fold, with one caveat — its training corpus drew its random maps
-partly around the shipped map (calibrated on all 22 subjects) and contains these drugs' block. One that
-does not read it (the shipped checkpoint) carries the shipped map: its drugs' effect delays are refitted in each fold for that map (``epk_fit.fit_ke0``), its
-figures are in-sample for the map (``"out_of_fold": false``) and it has no leave-one-drug-out figure.
+its prior beat (``prior_input``, trained on random maps: the shipped checkpoint,
+``vtrial/data/train_worldmodel.yaml``) is given the fold's map and delays — fitted through the beats its
+corpus draws for a map (``epk_fit.fit(morphology="corpus")``) — and the leave-one-drug-out map, as the
+mechanistic sampler is: its figures are out of fold, with one caveat — its training corpus drew its
+random maps partly around the shipped map (calibrated on all 22 subjects) and contains these drugs'
+block. One that does not read it (``checkpoint``: a model trained on the shipped map alone) carries that
+map: its drugs' effect delays are refitted in each fold for that map (``epk_fit.fit_ke0``), its figures
+are in-sample for the map (``"out_of_fold": false``) and it has no leave-one-drug-out figure.
 """
 from __future__ import annotations
 

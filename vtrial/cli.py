@@ -149,7 +149,9 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
                                                   "(default: CHECKPOINT's name with _ablation, if present)"),
           pairs: int = typer.Option(1000, "--pairs"), samples: int = typer.Option(64, "--samples"),
           seed: int = typer.Option(1000, "--seed"),
-          gamma: Optional[float] = typer.Option(None, "--gamma", help="guidance γ (default: the sampler's)")):
+          gamma: Optional[float] = typer.Option(None, "--gamma", help="guidance γ (default: the checkpoint's)"),
+          temperature: Optional[float] = typer.Option(None, "--temperature",
+                                                      help="noise temperature (default: the checkpoint's)")):
     """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""
     import json
 
@@ -163,10 +165,7 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
     except CheckpointError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
-    from vtrial.model.worldmodel import WorldModelSampler
-
-    gamma = WorldModelSampler.SETTINGS["gamma"] if gamma is None else gamma
-    result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed, gamma=gamma)
+    result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed, gamma=gamma, temperature=temperature)
     result["checkpoint"] = str(checkpoint)
     result["ablation_checkpoint"] = str(ablation) if abl is not None else None
     out.mkdir(parents=True, exist_ok=True)

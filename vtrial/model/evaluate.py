@@ -117,7 +117,7 @@ def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor
 
 
 def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: float, gamma: float,
-                   steps: int) -> tuple[dict, dict]:
+                   steps: int, temperature: float = 1.0) -> tuple[dict, dict]:
     n = len(pairs)
     d = model.model_args["latent_dim"]
     rng = np.random.default_rng([seed, 0xE7A1])
@@ -128,9 +128,9 @@ def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: floa
     noise0 = torch.as_tensor(rng0.standard_normal((steps + 1, n * s, d), dtype=np.float32))
     with torch.inference_mode():
         beats, z, p = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, steps, eta,
-                                   gamma, samples_per_unit=s)
+                                   gamma, samples_per_unit=s, temperature=temperature)
         ref = model.sample(free.baseline, free.prior, free.action, free.covariates, noise0, steps, eta, gamma,
-                           samples_per_unit=s)[0]
+                           samples_per_unit=s, temperature=temperature)[0]
     return score(beats, z, p, pairs, model, s, ref)
 
 
@@ -167,22 +167,32 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int, reps: int = 2000)
 
 
 def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs: int = 1000, samples: int = 64,
-             seed: int = 1000, eta: float = 1.0, gamma: float = 0.01, steps: int = 20, train_drugs=None) -> dict:
+             seed: int = 1000, eta: float = 1.0, gamma: float | None = None, steps: int = 20, train_drugs=None,
+             temperature: float | None = None) -> dict:
     """The eval.json layout: {"heldout": {"prior", "ablation", "mechanistic"}, "train": {...}}, and where an
     ablation is given, ``prior_minus_ablation``: paired differences on the same held-out pairs and draws
     (negative = the prior helps) with 95 % bootstrap intervals, so "lower with the prior" can be read
-    against its noise."""
+    against its noise. ``gamma`` and ``temperature`` default to each checkpoint's own (``sampler_settings``);
+    the ablation is always sampled without guidance (γ = 0)."""
+    from vtrial.model.worldmodel import sampler_settings
+
+    cfg = sampler_settings(prior_model, {"gamma": gamma, "temperature": temperature})
+    gamma, temperature = cfg["gamma"], cfg["temperature"]
     heldout = make_pairs(n_pairs, seed, drugs=HELDOUT_DRUGS)
     train = make_pairs(n_pairs, seed + 1, drugs=train_drugs)
-    prior, prior_pp = evaluate_model(prior_model, heldout, samples, seed, eta, gamma, steps)
+    prior, prior_pp = evaluate_model(prior_model, heldout, samples, seed, eta, gamma, steps, temperature)
     result = {"heldout": {"prior": prior}}
+    abl_temperature = None
     if ablation_model is not None:
-        result["heldout"]["ablation"], abl_pp = evaluate_model(ablation_model, heldout, samples, seed, eta, 0.0, steps)
+        abl_temperature = sampler_settings(ablation_model)["temperature"]
+        result["heldout"]["ablation"], abl_pp = evaluate_model(ablation_model, heldout, samples, seed, eta, 0.0, steps,
+                                                               abl_temperature)
         result["prior_minus_ablation"] = {
             "dqtcf_mae_ms": paired_difference(prior_pp["dqtcf_abs_err_ms"], abl_pp["dqtcf_abs_err_ms"], seed),
             "hallucination_rate": paired_difference(prior_pp["implausible_share"], abl_pp["implausible_share"], seed)}
     result["heldout"]["mechanistic"] = evaluate_mechanistic(prior_model, heldout, samples, seed)[0]
-    result["train"] = evaluate_model(prior_model, train, samples, seed, eta, gamma, steps)[0]
+    result["train"] = evaluate_model(prior_model, train, samples, seed, eta, gamma, steps, temperature)[0]
     result["settings"] = {"n_pairs": n_pairs, "samples": samples, "seed": seed, "eta": eta, "gamma": gamma,
+                          "temperature": temperature, "ablation_temperature": abl_temperature,
                           "steps": steps, "heldout_drugs": list(HELDOUT_DRUGS)}
     return result

@@ -51,6 +51,9 @@ class WorldModel(nn.Module):
             self.register_buffer("r_mean", torch.zeros(latent_dim))
             self.register_buffer("r_std", torch.ones(latent_dim))
         self.schedule = Schedule(diffusion_steps)
+        # sampler settings chosen for these weights on validation data (scripts/select_guidance.py --write),
+        # stored in the checkpoint's extra["sampler"]; they override WorldModelSampler.SETTINGS
+        self.sampler_settings: dict = {}
 
     def latent(self, beat: torch.Tensor) -> torch.Tensor:
         """Normalized latent of beats (B, T) → (B, D)."""
@@ -80,14 +83,19 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, baseline, prior, action, covariates, noise, n_sample_steps=20, eta=1.0, gamma=0.0,
-               samples_per_unit: int = 1):
+               samples_per_unit: int = 1, temperature: float = 1.0):
         """Sample post-dose beats.
 
         baseline, prior (N, T) and action, covariates (N, ·) describe N units; each gets
         ``samples_per_unit`` = S samples (the conditioning is encoded once per unit). noise
-        (n_sample_steps + 1, N·S, D), unit-major. Returns (beats (N·S, T), latents (N·S, D),
+        (n_sample_steps + 1, N·S, D), unit-major. ``temperature`` scales that noise (the initial z_T and
+        every step's draw): for a Gaussian target the sampler is linear in its noise, so the samples'
+        spread around their mean scales by it. A denoiser trained on the ε-MSE smooths the fine-scale
+        variability it cannot resolve and samples too narrow a distribution; a temperature above 1,
+        chosen on validation data, restores the spread. Returns (beats (N·S, T), latents (N·S, D),
         prior latents (N, D)).
         """
+        noise = noise * temperature
         s = samples_per_unit
         z_base = self.latent(baseline).repeat_interleave(s, dim=0)  # (N·S, D)
         z_prior = self.latent(prior)
@@ -105,8 +113,11 @@ class WorldModel(nn.Module):
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        extra = dict(extra or {})
+        if self.sampler_settings:
+            extra.setdefault("sampler", dict(self.sampler_settings))
         torch.save({"format": FORMAT, "version": VERSION, "model_args": self.model_args,
-                    "state_dict": self.state_dict(), "extra": extra or {}}, path)
+                    "state_dict": self.state_dict(), "extra": extra}, path)
         return path
 
 
@@ -135,7 +146,15 @@ def load_checkpoint(path: str | Path, n_leads: int = 1, device: str = "cpu") -> 
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the architecture in its model_args {args}: "
                               f"{str(exc).splitlines()[0]}") from None
+    model.sampler_settings = dict((blob.get("extra") or {}).get("sampler") or {})
     return model.to(device).eval()
+
+
+def sampler_settings(model: WorldModel, settings: dict | None = None) -> dict:
+    """The sampler settings for ``model``: WorldModelSampler.SETTINGS, overridden by those chosen for the
+    checkpoint (``model.sampler_settings``), overridden by ``settings`` (entries that are None are skipped)."""
+    given = {k: v for k, v in (settings or {}).items() if v is not None}
+    return {**WorldModelSampler.SETTINGS, **model.sampler_settings, **given}
 
 
 class WorldModelSampler:
@@ -143,13 +162,14 @@ class WorldModelSampler:
 
     Per unit: the patient's baseline beat and the prior beat e_EPK (ECGSYN under Δ(block) scaled by the
     patient's drug sensitivity) at the model's rate, the action from block and concentration, S samples from the diffusion model decoded and
-    measured. Settings: ``eta`` [1.0], ``gamma`` [0.01, chosen on validation drugs by
-    ``scripts/select_guidance.py``], ``steps`` [20]; ``checkpoint`` a path; ``coef`` the Δ(block) map of
+    measured. Settings: ``eta`` [1.0], ``gamma`` [0.01], ``temperature`` [1.0], ``steps`` [20] — a
+    checkpoint carries its own γ and temperature, chosen on validation drugs by
+    ``scripts/select_guidance.py --write``, which override these; ``checkpoint`` a path; ``coef`` the Δ(block) map of
     the prior beat (default: the shipped one) — it steers the samples through the prior beat, which a
     model built with ``prior_input`` reads and trained on random maps follows.
     """
 
-    SETTINGS = {"eta": 1.0, "gamma": 0.01, "steps": 20.0}
+    SETTINGS = {"eta": 1.0, "gamma": 0.01, "temperature": 1.0, "steps": 20.0}
 
     def __init__(self, samples_per_unit: int, checkpoint: str | Path | None = None, settings: dict | None = None,
                  device: str = "cpu", coef=None):
@@ -157,8 +177,8 @@ class WorldModelSampler:
         if unknown:
             raise ValueError(f"unknown sampler settings {unknown}; available: {', '.join(self.SETTINGS)}")
         self.s = samples_per_unit
-        self.settings = {**self.SETTINGS, **(settings or {})}
         self.model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT, device=device)
+        self.settings = sampler_settings(self.model, settings)
         self.device = device
         self.fs_hz = FS_HZ
         self.coef = coef
@@ -195,7 +215,8 @@ class WorldModelSampler:
         with torch.inference_mode():
             beats, _, _ = self.model.sample(t32(baseline), t32(prior), t32(action), t32(cov),
                                             torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
-                                            steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s)
+                                            steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s,
+                                            temperature=self.settings["temperature"])
         return beats, np.repeat(np.asarray(units["rr_s"]) * 1000.0, s)
 
     def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
