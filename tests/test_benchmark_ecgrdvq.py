@@ -122,6 +122,8 @@ def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figur
     assert all(v["lodo_peak_ddqtcf_error_ms"] is not None for v in r["drugs"].values())
     assert all("coefficients_worldmodel" in f and "ke0_per_h_worldmodel" in f for f in r["settings"]["folds_detail"])
     assert all("ke0_per_h_worldmodel" in v for v in r["settings"]["lodo_detail"].values())
+    assert r["settings"]["worldmodel"]["checkpoint"] == str(ckpt) and r["settings"]["worldmodel"]["follows_map"] is True
+    assert r["settings"]["worldmodel"]["sampler_settings"]["temperature"] == 1.0  # none stored in this checkpoint
 
 
 def test_benchmark_names_a_bad_checkpoint(shared_data, tmp_path):

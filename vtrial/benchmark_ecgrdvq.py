@@ -312,7 +312,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     preds = {s: [] for s in samplers}
     cqtc_preds = {d: [] for d in DRUGS}
     fold_fits = []
-    follows = {s: s == "mechanistic" or _follows_map(checkpoint) for s in samplers}
+    wm = _worldmodel_record(checkpoint) if "worldmodel" in samplers else None
+    follows = {s: s == "mechanistic" or wm["follows_map"] for s in samplers}
     # the beats a map acts through: the prior beat itself (mechanistic), or the world-model corpus's richer
     # beat for that map (a world model that follows its prior draws those): each sampler gets the map fitted
     # through its own beats
@@ -349,6 +350,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
                            "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
                            "folds_detail": fold_fits, "lodo_detail": {}}}
+    if wm is not None:
+        result["settings"]["worldmodel"] = wm
     if exposure == "measured":
         result["settings"]["measured_concentrations_filled"] = {
             d: measured_concentrations(table, d, subjects, times_h)[1] for d in DRUGS}
@@ -406,11 +409,15 @@ def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients) -> dict:
     return {f"ke0_per_h{suffix}": ke0, f"coefficients{suffix}": _coef_summary(coef)}
 
 
-def _follows_map(checkpoint) -> bool:
-    """Whether the world model in ``checkpoint`` (default: the shipped one) reads its prior beat."""
-    from vtrial.model.worldmodel import DEFAULT_CHECKPOINT, load_checkpoint
+def _worldmodel_record(checkpoint) -> dict:
+    """The world model in ``checkpoint`` (default: the shipped one): its path, whether it reads its prior
+    beat (and so follows the map it is given), and the sampler settings it is sampled with."""
+    from vtrial.model.worldmodel import DEFAULT_CHECKPOINT, load_checkpoint, sampler_settings
 
-    return bool(load_checkpoint(checkpoint or DEFAULT_CHECKPOINT).model_args.get("prior_input"))
+    path = checkpoint or DEFAULT_CHECKPOINT
+    model = load_checkpoint(path)
+    return {"checkpoint": str(path), "follows_map": bool(model.model_args.get("prior_input")),
+            "sampler_settings": sampler_settings(model)}
 
 
 def _coef_summary(coef: EpkCoefficients) -> dict:
