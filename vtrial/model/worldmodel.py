@@ -90,9 +90,10 @@ class WorldModel(nn.Module):
         ``samples_per_unit`` = S samples (the conditioning is encoded once per unit). noise
         (n_sample_steps + 1, N·S, D), unit-major. ``temperature`` scales that noise (the initial z_T and
         every step's draw): for a Gaussian target the sampler is linear in its noise, so the samples'
-        spread around their mean scales by it. A denoiser trained on the ε-MSE smooths the fine-scale
-        variability it cannot resolve and samples too narrow a distribution; a temperature above 1,
-        chosen on validation data, restores the spread. Returns (beats (N·S, T), latents (N·S, D),
+        spread around their mean scales by it. The samples come out too narrow otherwise: DDIM with few
+        steps under-disperses even with the exact denoiser (20 of 200 steps, η = 1: 0.81 of the SD of a
+        Gaussian latent of SD 0.3), and a denoiser trained on the ε-MSE smooths the fine-scale variability
+        it cannot resolve; a temperature above 1, chosen on validation data, restores the spread. Returns (beats (N·S, T), latents (N·S, D),
         prior latents (N, D)).
         """
         noise = noise * temperature
