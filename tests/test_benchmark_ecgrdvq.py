@@ -4,6 +4,8 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -132,3 +134,29 @@ def test_benchmark_names_a_bad_checkpoint(shared_data, tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
                                    "--checkpoint", str(bad)])
     assert res.exit_code == 2 and "--checkpoint" in res.output and "bad.pt" in res.output
+
+
+def test_variability_adds_the_placebo_time_effect_and_a_drugs_discrepancy_to_that_drug_only():
+    """``apply_variability``: the fitted placebo time effect shifts every post-dose sample; with
+    ``discrepancy_ms`` each drug's post-dose samples spread by its SD in quadrature, placebo and pre-dose
+    samples untouched by it."""
+    from vtrial.benchmark_ecgrdvq import apply_variability
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    delta = pl.DataFrame({"treatment": np.repeat(["placebo", "quinidine", "dofetilide"], n),
+                          "time_h": np.tile(np.r_[np.full(n // 2, -0.5), np.full(n // 2, 2.0)], 3),
+                          "dqtcf_ms": rng.normal(0.0, 5.0, 3 * n), "qtcf_ms": np.full(3 * n, 400.0)})
+    var = {"time_effect_ms": {2.0: 3.0}, "residual_sd_ms": 4.0}  # below the samples' own placebo spread: no top-up
+    plain, extra = apply_variability(delta, var, 1)
+    wide, _ = apply_variability(delta, var, 1, {"quinidine": 12.0})
+
+    def sd(df, trt, post=True):
+        return df.filter((pl.col("treatment") == trt) & ((pl.col("time_h") > 0) == post))["dqtcf_ms"].std()
+
+    assert extra == 0.0
+    assert plain.filter(pl.col("time_h") > 0)["dqtcf_ms"].mean() == pytest.approx(3.0, abs=0.2)
+    assert sd(wide, "quinidine") == pytest.approx(np.hypot(5.0, 12.0), rel=0.03)
+    for trt in ("placebo", "dofetilide"):
+        assert sd(wide, trt) == pytest.approx(sd(plain, trt), rel=0.03) and sd(wide, trt) < 5.5
+    assert wide.filter(pl.col("time_h") < 0)["dqtcf_ms"].equals(delta.filter(pl.col("time_h") < 0)["dqtcf_ms"])

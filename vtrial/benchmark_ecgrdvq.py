@@ -6,7 +6,10 @@ of fold.
 2. On the other folds, vtrial fits what it fits: the Δ(block) coefficients and each drug's effect delay
    ke0 (``vtrial.epk_fit``), and the variability the simulation lacks (``fit_variability``: the placebo
    ΔQTcF time course — diurnal and meal effects — and the placebo ECGs' spread around it, topped up as
-   Gaussian noise where the sampler's own spread is smaller). Exposure is measured (below) or the drug
+   Gaussian noise where the sampler's own spread is smaller), and each drug's model discrepancy
+   (``fit_discrepancy``, on by default: the fold fit's in-sample RMS misfit of that drug's mean ΔΔQTcF
+   course, added as Gaussian noise to its post-dose samples — the mean's own error, unknown in sign, is
+   part of what a prediction must cover). Exposure is measured (below) or the drug
    library's PK with its variability (literature, not fitted to this study); the between-subject drug
    sensitivity is the cohort's (not refitted).
 3. The test subjects, each a virtual patient with their own pre-dose intervals (``cohort_from_rows``),
@@ -189,14 +192,32 @@ def fit_variability(train_obs: pl.DataFrame) -> dict:
             "residual_sd_ms": float(resid.to_series().std())}
 
 
-def apply_variability(delta: pl.DataFrame, var: dict, seed: int) -> tuple[pl.DataFrame, float]:
+def fit_discrepancy(fit_: EpkFit) -> dict[str, float]:
+    """The fitted map's structural misfit per drug, in sample: the RMS over post-dose times of its mean
+    ΔΔQTcF course minus the fitting subjects' observed one (ms). What the fit could not reproduce on the
+    subjects it saw is a floor on how far its mean can be off for new ones."""
+    out = {}
+    for d in fit_.data.obs:
+        err = fit_.predict(d)["d_qtcf_ms"] - fit_.data.obs[d]["qtcf_ms"]
+        out[d] = float(np.sqrt(np.nanmean(err**2)))
+    return out
+
+
+def apply_variability(delta: pl.DataFrame, var: dict, seed: int,
+                      discrepancy_ms: dict[str, float] | None = None) -> tuple[pl.DataFrame, float]:
     """Add the fitted time effect to every post-dose sample, and Gaussian noise making the samples'
-    placebo spread equal the fitted residual SD (none when the sampler's own spread is already as large).
-    Returns the samples and the added noise SD."""
+    placebo spread equal the fitted residual SD (none when the sampler's own spread is already as large);
+    with ``discrepancy_ms`` (``fit_discrepancy``), each drug's post-dose samples get Gaussian noise of that
+    SD too (model discrepancy: the mean's own error, unknown in sign). Returns the samples and the added
+    noise SD."""
     post = pl.col("time_h") > 0
     smp_sd = float(delta.filter((pl.col("treatment") == "placebo") & post)["dqtcf_ms"].drop_nulls().std() or 0.0)
     extra = math.sqrt(max(0.0, var["residual_sd_ms"] ** 2 - smp_sd**2))
-    noise = np.random.default_rng([seed, 0x7A21]).standard_normal(delta.height) * extra
+    rng = np.random.default_rng([seed, 0x7A21])
+    noise = rng.standard_normal(delta.height) * extra
+    if discrepancy_ms:
+        sd = delta["treatment"].replace_strict(discrepancy_ms, default=0.0, return_dtype=pl.Float64).to_numpy()
+        noise = noise + rng.standard_normal(delta.height) * sd
     tau = pl.col("time_h").replace_strict(var["time_effect_ms"], default=0.0, return_dtype=pl.Float64)
     shift = pl.when(post).then(tau + pl.Series(noise)).otherwise(0.0)
     return delta.with_columns((pl.col("dqtcf_ms") + shift).alias("dqtcf_ms"),
@@ -299,7 +320,8 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
 
 def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
                   max_nfev: int = 400, draws: int = 16, exposure: str = "measured", lodo_samples: int = 32,
-                  fold_map: str = "channels", lodo_map: str = "ord", checkpoint=None, log=print) -> tuple[dict, dict]:
+                  fold_map: str = "channels", lodo_map: str = "ord", checkpoint=None, discrepancy: bool = True,
+                  log=print) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure).
     ``fold_map`` and ``lodo_map``: the Δ(block) family (``epk_fit.MAP_MODELS``) the out-of-fold and
     leave-one-drug-out fits use — for the mechanistic sampler, and for a world model (``checkpoint``,
@@ -340,7 +362,11 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
                 fold_fits[-1]["ke0_per_h_worldmodel"] = ke0
             delta = _predicted_deltas(simulate(table, test, coef, ke0, s, samples, seed, times_h, draws,
                                                exposure=exposure, checkpoint=checkpoint))
-            delta, extra = apply_variability(delta, var, seed + k)
+            fitted = fits[morphology[s]] if follows[s] else next(iter(fits.values()))
+            disc = fit_discrepancy(EpkFit(coef, ke0, fitted.data, math.nan)) if discrepancy else None
+            if disc is not None:
+                fold_fits[-1].setdefault("discrepancy_ms", {})[s] = disc
+            delta, extra = apply_variability(delta, var, seed + k, disc)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra
             preds[s].append(delta)
         for d in DRUGS:
@@ -349,6 +375,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
                            "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
+                           "discrepancy": discrepancy,
                            "folds_detail": fold_fits, "lodo_detail": {}}}
     if wm is not None:
         result["settings"]["worldmodel"] = wm

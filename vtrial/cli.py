@@ -240,7 +240,10 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   lodo_map: str = typer.Option("ord", "--lodo-map", help="Δ(block) family of the leave-one-drug-out "
                                                "fits: ord or channels"),
                   checkpoint: Path = typer.Option(None, "--checkpoint", help="world-model checkpoint (default: the "
-                                                  "shipped one)")):
+                                                  "shipped one)"),
+                  discrepancy: bool = typer.Option(True, "--discrepancy/--no-discrepancy", help="widen each drug's "
+                                                   "predictions by the fold fit's in-sample misfit of its mean "
+                                                   "course (model discrepancy)")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -276,7 +279,8 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
                                     draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
-                                    checkpoint=checkpoint, log=lambda m: console.print(m, highlight=False))
+                                    checkpoint=checkpoint, discrepancy=discrepancy,
+                                    log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ecgrdvq.json").write_text(json.dumps(result, indent=1, default=float))
