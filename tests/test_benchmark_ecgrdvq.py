@@ -54,6 +54,9 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
     assert r["out_of_fold"] is True
     assert r["settings"]["lodo_map"] == "ord"  # the left-out drug's repolarization from the cell model
+    assert r["settings"]["discrepancy"] is True  # each fold's in-sample misfit per drug, recorded
+    assert all(set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"]) and
+               all(v >= 0 for v in f["discrepancy_ms"]["mechanistic"].values()) for f in r["settings"]["folds_detail"])
     assert set(r["settings"]["lodo_detail"]) == set(r["drugs"])
     assert all(v["coefficients"]["ord_jtpeak_gain"] >= 0 for v in r["settings"]["lodo_detail"].values())
     tests = [s for f in r["settings"]["folds_detail"] for s in f["test_subjects"]]
