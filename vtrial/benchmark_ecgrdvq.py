@@ -362,9 +362,10 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
                 fold_fits[-1]["ke0_per_h_worldmodel"] = ke0
             delta = _predicted_deltas(simulate(table, test, coef, ke0, s, samples, seed, times_h, draws,
                                                exposure=exposure, checkpoint=checkpoint))
-            fitted = fits[morphology[s]] if follows[s] else next(iter(fits.values()))
-            disc = fit_discrepancy(EpkFit(coef, ke0, fitted.data, math.nan)) if discrepancy else None
-            if disc is not None:
+            disc = None
+            if discrepancy:  # the misfit of the map and delays this sampler is given, on the beats they were fitted through
+                data = (fits[morphology[s]] if follows[s] else next(iter(fits.values()))).data
+                disc = fit_discrepancy(EpkFit(coef, ke0, data, math.nan))
                 fold_fits[-1].setdefault("discrepancy_ms", {})[s] = disc
             delta, extra = apply_variability(delta, var, seed + k, disc)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra

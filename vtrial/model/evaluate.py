@@ -32,7 +32,7 @@ import torch
 
 from vtrial.measure import measure
 from vtrial.model.corpus import FS_HZ, HELDOUT_DRUGS, WINDOW_S, Pairs, make_pairs
-from vtrial.model.worldmodel import WorldModel
+from vtrial.model.worldmodel import WorldModel, sampler_settings
 from vtrial.scoring import calibration
 
 METRICS = ("latent_mse", "signal_mse", "signal_mae", "dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms",
@@ -174,8 +174,6 @@ def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs
     (negative = the prior helps) with 95 % bootstrap intervals, so "lower with the prior" can be read
     against its noise. ``gamma`` and ``temperature`` default to each checkpoint's own (``sampler_settings``);
     the ablation is always sampled without guidance (γ = 0)."""
-    from vtrial.model.worldmodel import sampler_settings
-
     cfg = sampler_settings(prior_model, {"gamma": gamma, "temperature": temperature})
     gamma, temperature = cfg["gamma"], cfg["temperature"]
     heldout = make_pairs(n_pairs, seed, drugs=HELDOUT_DRUGS)
