@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import torch
+from select_guidance import GAMMAS, MAE_TARGET_MS, TEMPERATURES  # the grid the stored settings were chosen from
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms", "hallucination_rate", "hallucination_rate_truth_in_range",
@@ -90,7 +91,7 @@ python scripts/model_card.py
 
 **Sampler settings** stored in this checkpoint: {sampler_line}. They are chosen by
 `scripts/select_guidance.py` on new patients given the *training* drugs (seed 2000), never on the
-held-out drugs: among γ ∈ {{0, 0.01, 0.03}} × temperature ∈ {{1.0, 1.1, 1.2, 1.3}} meeting ΔQTcF MAE ≤ 5 ms,
+held-out drugs: among γ ∈ {{{", ".join(map(str, GAMMAS))}}} × temperature ∈ {{{", ".join(map(str, TEMPERATURES))}}} meeting ΔQTcF MAE ≤ {MAE_TARGET_MS:g} ms,
 the one whose coverage90 is closest to 0.90 (ties: lower CRPS). Guidance pulls every sample toward the
 same prior latent, so a larger γ buys accuracy at the price of calibration. The temperature scales the
 sampler's noise: DDIM with 20 of 200 steps samples too narrow a distribution even with the exact

@@ -96,7 +96,8 @@ class WorldModel(nn.Module):
         it cannot resolve; a temperature above 1, chosen on validation data, restores the spread. Returns (beats (N·S, T), latents (N·S, D),
         prior latents (N, D)).
         """
-        noise = noise * temperature
+        if temperature != 1.0:
+            noise = noise * temperature
         s = samples_per_unit
         z_base = self.latent(baseline).repeat_interleave(s, dim=0)  # (N·S, D)
         z_prior = self.latent(prior)
