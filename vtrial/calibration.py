@@ -38,17 +38,18 @@ def mean_subject(table) -> tuple[Waves, dict]:
 
 
 def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None, draws: int = POPULATION_DRAWS,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, potency: float = 1.0) -> np.ndarray:
     """Block (T, 7) averaged over ``draws`` subjects drawn with the drug's PK variability (fixed ``seed``,
     so a fit sees the same draws at every evaluation) after one oral dose: what the mean of a simulated
-    population sees (the typical subject's block has a sharper, higher peak)."""
+    population sees (the typical subject's block has a sharper, higher peak). ``potency`` multiplies the
+    free effect-site concentration the channels see (``epk_fit``'s in-vivo potency; 1: the IC50s as measured)."""
     params = drug.pk_params()
     if ke0_per_h is not None:
         params = replace(params, ke0_per_h=ke0_per_h)
     rng = np.random.default_rng([seed, POPULATION_STREAM])
     conc = concentrations(sample_individuals(params, drug.variability(), draws, rng), [Dose(0.0, dose_mg, "oral")],
                           times_h).conc_effect_free_nM
-    return drug.block(conc).mean(axis=0)
+    return drug.block(potency * conc).mean(axis=0)
 
 
 def mean_sensitivity(cv: float) -> float:

@@ -14,12 +14,20 @@ map's coefficients and the drugs' ke0 are fitted jointly by bounded least square
 (through the effect site) instead of the library's PK population.
 ``subjects`` restricts the fit to some subjects, ``drugs`` to some drugs (a drug left out keeps the
 library's ke0): the out-of-fold and leave-one-drug-out checks of ``vtrial benchmark ecgrdvq``.
+With ``potency=True`` each fitted drug also gets an in-vivo potency: a factor on the free effect-site
+concentration its channels see (1: the CiPA IC50s at the free plasma concentration). It lumps what the
+in-vitro profile cannot know — the spread of hERG IC50s between laboratories and protocols (several-fold
+for the same drug), uncertain plasma binding, tissue uptake — and lets a drug whose effect tracks its
+concentration (quinidine's ΔΔQTcF in this study) stay off the Hill curve's saturating part. A log-normal
+prior centred on 1 (``POTENCY_PRIOR_SD_LOG``) keeps it there unless the data say otherwise; a drug the
+fit did not fit has potency 1 in ``EpkFit.predict`` (``vtrial benchmark ecgrdvq`` gives a drug it leaves
+out the geometric mean of the fitted drugs' potencies).
 Pure computation (scipy); ``scripts/calibrate_epk.py`` writes the shipped coefficients.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -48,6 +56,11 @@ ORD_PARAMS = [("ord_jt", 0.0, 5.0, 0.5), ("ord_tp", 0.0, 5.0, 0.2), ("qrs_INa", 
               ("pr_INa", 0.0, 600.0, 50.0), ("pr_ICaL", 0.0, 2000.0, 200.0)]
 MAP_MODELS = ("channels", "ord")
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
+POTENCY_BOUNDS = (math.log(0.1), math.log(10.0))
+# the potency prior: log-normal, SD ln 3 (in-vitro hERG IC50s of one drug spread several-fold between labs),
+# weighed as a residual of POTENCY_PRIOR_MS per prior SD (the size of a mean course's sampling error)
+POTENCY_PRIOR_SD_LOG = math.log(3.0)
+POTENCY_PRIOR_MS = 3.0
 EXPOSURES = ("library", "measured")
 
 
@@ -70,11 +83,12 @@ class EpkFit:
     ke0_per_h: dict[str, float]
     data: Observed
     cost: float
+    potency: dict[str, float] = field(default_factory=dict)  # drug → in-vivo potency (absent: 1)
 
     def predict(self, drug: str, ke0_per_h: float | None = None) -> dict[str, np.ndarray]:
         """The population's mean ΔΔ time courses for ``drug`` at the study dose and times (ke0: the fitted one)."""
         k = ke0_per_h if ke0_per_h is not None else self.ke0_per_h[drug]
-        return _changes(self.data, drug, k, self.coef)
+        return _changes(self.data, drug, k, self.coef, self.potency.get(drug, 1.0))
 
 
 def observed(table: pl.DataFrame, subjects=None, drugs=DRUGS, exposure: str = "library") -> Observed:
@@ -140,32 +154,46 @@ def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False,
     return coef, ke0
 
 
-def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients) -> dict[str, np.ndarray]:
+def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients,
+             potency: float = 1.0) -> dict[str, np.ndarray]:
     """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times: block averaged
-    over the library's PK population, or over the fitting subjects' measured exposures."""
+    over the library's PK population, or over the fitting subjects' measured exposures (``potency``: the
+    factor on the effect-site concentration, as in ``fit``)."""
     if data.conc_free_nM is not None:
         ce = effect_site(data.obs[drug]["time_h"], data.conc_free_nM[drug], ke0_per_h)
-        block = get_drug(drug).block(ce).mean(axis=0)
+        block = get_drug(drug).block(potency * ce).mean(axis=0)
     else:
-        block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h)
+        block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h,
+                                 potency=potency)
     return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity, morphology=data.morphology)
 
 
-def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs) -> np.ndarray:
+def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs,
+                     potency: dict[str, float] | None = None) -> np.ndarray:
+    potency = potency or {}
     res = []
     for d in drugs:
-        pred = _changes(data, d, ke0[d], coef)
+        pred = _changes(data, d, ke0[d], coef, potency.get(d, 1.0))
         for c, w in WEIGHTS.items():
             res.append(w * (pred[f"d_{c}"] - data.obs[d][c]))
         # the peak ΔΔQTcF is what safety decisions read: weigh its error like three time points
         res.append(np.atleast_1d(PEAK_WEIGHT * (pred["d_qtcf_ms"].max() - data.obs[d]["qtcf_ms"].max())))
+        if d in potency:  # the log-normal prior on the drug's in-vivo potency
+            res.append(np.atleast_1d(POTENCY_PRIOR_MS * math.log(potency[d]) / POTENCY_PRIOR_SD_LOG))
     r = np.concatenate(res)
     return np.where(np.isfinite(r), r, 1e3)
 
 
+def potencies(x, drugs=DRUGS, map_model: str = "channels") -> dict[str, float]:
+    """The drugs' in-vivo potencies from the fitted vector ``x``: the log potencies after the log ke0s, when
+    fitted (``fit(potency=True)``); else none (all 1)."""
+    start = len(_params(map_model)) + len(drugs)
+    return {d: math.exp(v) for d, v in zip(drugs, x[start:])}
+
+
 def residuals(x, data: Observed, drugs=DRUGS, relative_attenuation: bool = False, map_model: str = "channels"):
     coef, ke0 = coefficients(x, drugs, relative_attenuation, map_model)
-    return _weighted_errors(data, coef, ke0, drugs)
+    return _weighted_errors(data, coef, ke0, drugs, potencies(x, drugs, map_model))
 
 
 def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[str, float]:
@@ -180,12 +208,13 @@ def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[
 
 def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
         exposure: str = "library", relative_attenuation: bool = False, map_model: str = "channels",
-        morphology: str = "ecgsyn") -> EpkFit:
+        morphology: str = "ecgsyn", potency: bool = False) -> EpkFit:
     """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
     ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``; ``map_model``:
     ``"channels"`` (per-channel terms, ``MAP_PARAMS``) or ``"ord"`` (two gains on the ORd cell's ΔAPD90,
     ``ORD_PARAMS``); ``morphology``: the beats the map acts through (``calibration.interval_changes``:
-    ``"ecgsyn"`` for the mechanistic sampler, ``"corpus"`` for a world model that follows its prior)."""
+    ``"ecgsyn"`` for the mechanistic sampler, ``"corpus"`` for a world model that follows its prior);
+    ``potency``: fit each drug's in-vivo potency too (module docstring)."""
     if map_model not in MAP_MODELS:
         raise ValueError(f"map_model = {map_model!r}; expected one of {', '.join(MAP_MODELS)}")
     if morphology not in MORPHOLOGIES:
@@ -193,9 +222,11 @@ def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_n
     drugs = tuple(drugs)
     data = replace(observed(table, subjects, drugs, exposure), morphology=morphology)
     params = _params(map_model) + [(f"log_ke0_{d}", *KE0_BOUNDS, 0.0) for d in drugs]
+    if potency:
+        params += [(f"log_potency_{d}", *POTENCY_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
     sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation, map_model),
                         diff_step=1e-2, xtol=1e-10, ftol=1e-10, x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose,
                         max_nfev=max_nfev)
     coef, ke0 = coefficients(sol.x, drugs, relative_attenuation, map_model)
-    return EpkFit(coef, ke0, data, float(sol.cost))
+    return EpkFit(coef, ke0, data, float(sol.cost), potencies(sol.x, drugs, map_model))
