@@ -58,6 +58,11 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     assert all(set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"]) and
                all(v >= 0 for v in f["discrepancy_ms"]["mechanistic"].values()) for f in r["settings"]["folds_detail"])
     assert set(r["settings"]["lodo_detail"]) == set(r["drugs"])
+    assert r["settings"]["potency"] is True  # each fit's drugs' in-vivo potencies, recorded
+    assert all(set(f["potency"]) == set(r["drugs"]) for f in r["settings"]["folds_detail"])
+    for d, v in r["settings"]["lodo_detail"].items():  # the drug left out: the others' typical (geometric mean)
+        others = [np.log(p) for k, p in v["potency"].items() if k != d]
+        assert set(v["potency"]) == set(r["drugs"]) and v["potency"][d] == pytest.approx(np.exp(np.mean(others)))
     assert all(v["coefficients"]["ord_jtpeak_gain"] >= 0 for v in r["settings"]["lodo_detail"].values())
     tests = [s for f in r["settings"]["folds_detail"] for s in f["test_subjects"]]
     assert sorted(tests) == sorted(set(tests)) and len(tests) == 22  # every subject predicted once
@@ -94,6 +99,12 @@ def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_dat
             assert conc[0] == pytest.approx(measured * 1000 / d.mw_g_mol * d.fu)
         else:  # a draw of the library's PK per copy
             assert np.ptp(conc) > 0
+        # a fitted in-vivo potency: the channels see that multiple of the effect-site concentration
+        stronger = _units(table, [1001, 1002], ke0, times, 0, 4, exposure, potency={"dofetilide": 2.0})
+        herg, other = stronger["block"][:, 0], TREATMENTS.index("quinidine")
+        assert np.all(herg[rows] > u["block"][rows, 0])
+        np.testing.assert_array_equal(stronger["conc_free_nM"], u["conc_free_nM"])  # the plasma is unchanged
+        np.testing.assert_array_equal(stronger["block"][u["arm_idx"] == other], u["block"][u["arm_idx"] == other])
 
 
 def test_benchmark_names_a_bad_exposure(tmp_path):

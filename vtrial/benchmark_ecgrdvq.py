@@ -3,15 +3,16 @@ of fold.
 
 1. The 22 subjects are split into ``folds`` groups (fixed seed): each subject is predicted by a fit that
    never saw it.
-2. On the other folds, vtrial fits what it fits: the Δ(block) coefficients and each drug's effect delay
-   ke0 (``vtrial.epk_fit``), and the variability the simulation lacks (``fit_variability``: the placebo
-   ΔQTcF time course — diurnal and meal effects — and the placebo ECGs' spread around it, topped up as
-   Gaussian noise where the sampler's own spread is smaller), and each drug's model discrepancy
-   (``fit_discrepancy``, on by default: the fold fit's in-sample RMS misfit of that drug's mean ΔΔQTcF
-   course, added as Gaussian noise to its post-dose samples — the mean's own error, unknown in sign, is
-   part of what a prediction must cover). Exposure is measured (below) or the drug
-   library's PK with its variability (literature, not fitted to this study); the between-subject drug
-   sensitivity is the cohort's (not refitted).
+2. On the other folds, vtrial fits what it fits: the Δ(block) coefficients, each drug's effect delay
+   ke0 and (``potency``, on by default) its in-vivo potency — a factor on the concentration its channels
+   see, under a prior centred on 1 (``vtrial.epk_fit``) — and the variability the simulation lacks
+   (``fit_variability``: the placebo ΔQTcF time course — diurnal and meal effects — and the placebo ECGs'
+   spread around it, topped up as Gaussian noise where the sampler's own spread is smaller), and each
+   drug's model discrepancy (``fit_discrepancy``, on by default: the fold fit's in-sample RMS misfit of
+   that drug's mean ΔΔQTcF course, added as Gaussian noise to its post-dose samples — the mean's own
+   error, unknown in sign, is part of what a prediction must cover). Exposure is measured (below) or the
+   drug library's PK with its variability (literature, not fitted to this study); the between-subject
+   drug sensitivity is the cohort's (not refitted).
 3. The test subjects, each a virtual patient with their own pre-dose intervals (``cohort_from_rows``),
    take the five periods at the study's doses and times; S samples per subject and time, spread over
    16 draws of the subject's drug sensitivity (and PK, with library exposure), which the fit cannot
@@ -29,11 +30,11 @@ of fold.
    scored the same way from the test subjects' measured concentrations (a Gaussian predictive
    distribution: fixed effects ± random effects and residual).
 6. Leave one drug out: Δ(block) fitted on three drugs (all subjects), the fourth predicted from its IC50s
-   alone (its ke0: the geometric mean of the other three's). By default (``lodo_map="ord"``) the map is
-   the O'Hara–Rudy cell's ΔAPD90 under the whole block vector with two fitted gains
-   (``EpkCoefficients.ord_jtpeak_gain``): with per-channel terms each channel's effect is informed by the
-   one drug that blocks it, and the drug left out takes its terms from nowhere; the cell model brings
-   them from physiology.
+   alone (its ke0 and in-vivo potency: the geometric means of the other three's, the typical drug's).
+   By default (``lodo_map="ord"``) the map is the O'Hara–Rudy cell's ΔAPD90 under the whole block vector
+   with two fitted gains (``EpkCoefficients.ord_jtpeak_gain``): with per-channel terms each channel's
+   effect is informed by the one drug that blocks it, and the drug left out takes its terms from
+   nowhere; the cell model brings them from physiology.
 
 Exposure (``exposure``): by default each subject's own measured concentrations, through the effect site
 (``vtrial.physiology.measured_exposure``) — the information the C-QTc baseline reads — in the fit and in
@@ -89,13 +90,14 @@ def split_subjects(subjects, folds: int, seed: int = SPLIT_SEED) -> list[list]:
 
 
 def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.ndarray, seed: int,
-           draws: int, exposure: str = "measured") -> dict:
+           draws: int, exposure: str = "measured", potency: dict[str, float] | None = None) -> dict:
     """Work units (treatment, subject × draw, time) for the study's periods. A test subject's baseline is
     their own; their drug sensitivity is unknown: each of ``draws`` copies gets its own draw (the cohort's
     sensitivity CV), from seeds that depend on the subject's ID alone. Exposure: ``"measured"``, the
     subject's own measured concentrations through the effect site (what the C-QTc baseline reads too; a
     subject without that period falls back to the library); ``"library"``, a draw of the library's PK
-    variability per copy, as for a subject whose concentrations are unknown. Unit key: ID × 1000 + draw."""
+    variability per copy, as for a subject whose concentrations are unknown. ``potency``: each drug's fitted
+    factor on the effect-site concentration (``epk_fit.fit(potency=True)``; absent: 1). Unit key: ID × 1000 + draw."""
     cohort, _ = cohort_from_rows(table, seed, subjects=subjects)
     ids = np.asarray(sorted(subjects), np.int64)
     row = np.repeat(np.arange(len(ids)), draws)
@@ -112,35 +114,36 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
             continue
         drug = get_drug(d)
         typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
+        f = (potency or {}).get(d, 1.0)
         measured = (measured_free_nM(table, d, list(ids), times_h) if exposure == "measured"
                     else np.full((len(ids), n_t), np.nan))
         for j, sid in enumerate(ids):
             rows = slice(j * draws, (j + 1) * draws)
             if np.isfinite(measured[j]).all():
                 conc[a, rows] = measured[j]
-                block[a, rows] = drug.block(effect_site(times_h, measured[j], ke0[d]))
+                block[a, rows] = drug.block(f * effect_site(times_h, measured[j], ke0[d]))
                 continue
             rng = np.random.default_rng([seed, PK_STREAM, int(sid), zlib.crc32(d.encode())])
             exp = concentrations(sample_individuals(typical, drug.variability(), draws, rng),
                                  [Dose(0.0, doses[d], "oral")], times_h)
             conc[a, rows] = exp.conc_free_nM
-            block[a, rows] = drug.block(exp.conc_effect_free_nM)
+            block[a, rows] = drug.block(f * exp.conc_effect_free_nM)
     return unit_table(copies, conc, block, times_h, patient_ids=keys)
 
 
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
              samples: int, seed: int, times_h, draws: int = 16, batch: int = 2048, exposure: str = "measured",
-             treatments=TREATMENTS, checkpoint=None) -> pl.DataFrame:
+             treatments=TREATMENTS, checkpoint=None, potency: dict[str, float] | None = None) -> pl.DataFrame:
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
     subjects under ``treatments`` (the five periods): ``samples`` per subject and time, spread over ``draws``
     draws of the subject's unknown sensitivity (and PK, with library exposure): a predictive distribution
     for a subject the fit never saw; ``batch`` units per sampler call. ``coef`` is the Δ(block) map of the
     mechanistic sampler's beats and of the world model's prior beat (``checkpoint``: the world model's,
     default the shipped one); only a world model that reads its prior beat follows it
-    (``WorldModelSampler.follows_map``)."""
+    (``WorldModelSampler.follows_map``); ``potency`` the drugs' in-vivo potencies that go with it (``_units``)."""
     times_h = np.asarray(times_h, float)
     draws = min(draws, samples)
-    units = _units(table, subjects, ke0, times_h, seed, draws, exposure)
+    units = _units(table, subjects, ke0, times_h, seed, draws, exposure, potency)
     keep = np.isin(units["arm_idx"], [TREATMENTS.index(t) for t in treatments])
     units = {k: v[keep] for k, v in units.items()}
     per_draw = -(-samples // draws)  # ceil: at least ``samples`` per subject and time
@@ -321,11 +324,13 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
 def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
                   max_nfev: int = 400, draws: int = 16, exposure: str = "measured", lodo_samples: int = 32,
                   fold_map: str = "channels", lodo_map: str = "ord", checkpoint=None, discrepancy: bool = True,
-                  log=print) -> tuple[dict, dict]:
+                  potency: bool = True, log=print) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure).
     ``fold_map`` and ``lodo_map``: the Δ(block) family (``epk_fit.MAP_MODELS``) the out-of-fold and
     leave-one-drug-out fits use — for the mechanistic sampler, and for a world model (``checkpoint``,
-    default the shipped one) that reads its prior beat; one that does not carries the shipped map."""
+    default the shipped one) that reads its prior beat; one that does not carries the shipped map.
+    ``potency``: the fits also fit each of their drugs' in-vivo potency (``epk_fit.fit``); a drug left out
+    takes the geometric mean of the others'."""
     subjects = sorted(table["subject"].unique().to_list())
     times_h = np.asarray(sorted(table["time_h"].unique().to_list()), float)
     groups = split_subjects(subjects, folds)
@@ -347,25 +352,26 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         for m in dict.fromkeys(morphology.values() or ["ecgsyn"]):
             log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects ({m} beats)")
             fits[m] = fit(table, train, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
-                          map_model=fold_map, morphology=m)
-            fold_fits[-1].update(_fit_record(m, fits[m].ke0_per_h, fits[m].coef))
+                          map_model=fold_map, morphology=m, potency=potency)
+            fold_fits[-1].update(_fit_record(m, fits[m].ke0_per_h, fits[m].coef, fits[m].potency))
         obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
         fold_fits[-1].update(residual_sd_ms=var["residual_sd_ms"], added_noise_sd_ms={})
         for s in samplers:
             log(f"fold {k + 1}/{folds}: {s} sampler on {len(test)} test subjects")
             if follows[s]:
-                coef, ke0 = fits[morphology[s]].coef, fits[morphology[s]].ke0_per_h
+                f = fits[morphology[s]]
+                coef, ke0, pot = f.coef, f.ke0_per_h, f.potency
             else:  # a world model blind to its prior carries the shipped map: delays fitted for it
-                coef = default_coefficients()
+                coef, pot = default_coefficients(), {}
                 ke0 = fit_ke0(next(iter(fits.values())).data, coef)
                 fold_fits[-1]["ke0_per_h_worldmodel"] = ke0
             delta = _predicted_deltas(simulate(table, test, coef, ke0, s, samples, seed, times_h, draws,
-                                               exposure=exposure, checkpoint=checkpoint))
+                                               exposure=exposure, checkpoint=checkpoint, potency=pot))
             disc = None
             if discrepancy:  # the misfit of the map and delays this sampler is given, on the beats they were fitted through
                 data = (fits[morphology[s]] if follows[s] else next(iter(fits.values()))).data
-                disc = fit_discrepancy(EpkFit(coef, ke0, data, math.nan))
+                disc = fit_discrepancy(EpkFit(coef, ke0, data, math.nan, pot))
                 fold_fits[-1].setdefault("discrepancy_ms", {})[s] = disc
             delta, extra = apply_variability(delta, var, seed + k, disc)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra
@@ -376,7 +382,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
                            "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
-                           "discrepancy": discrepancy,
+                           "discrepancy": discrepancy, "potency": potency,
                            "folds_detail": fold_fits, "lodo_detail": {}}}
     if wm is not None:
         result["settings"]["worldmodel"] = wm
@@ -395,14 +401,16 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         fits = {}
         for m in dict.fromkeys(morphology[s] for s in lodo):
             f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
-                    map_model=lodo_map, morphology=m)
-            ke0 = {**f.ke0_per_h, d: float(np.exp(np.mean(np.log(list(f.ke0_per_h.values())))))}
-            fits[m] = (f.coef, ke0)
-            result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef))
+                    map_model=lodo_map, morphology=m, potency=potency)
+            # the drug left out takes the typical delay and in-vivo potency of the drugs the map has seen
+            ke0 = {**f.ke0_per_h, d: _geometric_mean(f.ke0_per_h.values())}
+            pot = {**f.potency, d: _geometric_mean(f.potency.values())} if f.potency else {}
+            fits[m] = (f.coef, ke0, pot)
+            result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef, pot))
         for s in lodo:
-            coef, ke0 = fits[morphology[s]]
+            coef, ke0, pot = fits[morphology[s]]
             pred = simulate(table, subjects, coef, ke0, s, min(lodo_samples, samples), seed, times_h, draws,
-                            exposure=exposure, treatments=("placebo", d), checkpoint=checkpoint)
+                            exposure=exposure, treatments=("placebo", d), checkpoint=checkpoint, potency=pot)
             course = ddqtcf_course(_predicted_deltas(pred), d)
             courses[("lodo" if s == "mechanistic" else f"lodo_{s}", d)] = (course, obs_courses[d])
             lodo[s][d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
@@ -430,11 +438,15 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
     return result, courses
 
 
-def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients) -> dict:
+def _geometric_mean(values) -> float:
+    return float(np.exp(np.mean(np.log(list(values)))))
+
+
+def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients, potency: dict) -> dict:
     """A fit's settings entry: plain keys for the mechanistic sampler's map, ``_worldmodel`` ones for the
     map fitted through the corpus's beats."""
     suffix = "" if morphology == "ecgsyn" else "_worldmodel"
-    return {f"ke0_per_h{suffix}": ke0, f"coefficients{suffix}": _coef_summary(coef)}
+    return {f"ke0_per_h{suffix}": ke0, f"coefficients{suffix}": _coef_summary(coef), f"potency{suffix}": potency}
 
 
 def _worldmodel_record(checkpoint) -> dict:

@@ -243,7 +243,11 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                                                   "shipped one)"),
                   discrepancy: bool = typer.Option(True, "--discrepancy/--no-discrepancy", help="widen each drug's "
                                                    "predictions by the fold fit's in-sample misfit of its mean "
-                                                   "course (model discrepancy)")):
+                                                   "course (model discrepancy)"),
+                  potency: bool = typer.Option(True, "--potency/--no-potency", help="fit each drug's in-vivo "
+                                               "potency (a factor on the concentration its channels see, prior "
+                                               "centred on 1) with the map; a drug left out takes the others' "
+                                               "geometric mean")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
@@ -279,7 +283,7 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
                                     draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
-                                    checkpoint=checkpoint, discrepancy=discrepancy,
+                                    checkpoint=checkpoint, discrepancy=discrepancy, potency=potency,
                                     log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)
