@@ -45,14 +45,14 @@ def test_replica_protocol_runs_the_22_subjects(shared_data, tmp_path):
 def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path),
                                    "--folds", "2", "--samples", "20", "--max-nfev", "3", "--draws", "2",
-                                   "--sampler", "mechanistic"])
+                                   "--sampler", "mechanistic", "--seed", "3"])
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "ecgrdvq.json").read_text())
     assert set(r["drugs"]) == {"dofetilide", "quinidine", "ranolazine", "verapamil"}
     for v in r["drugs"].values():
         assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms"}
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
-    assert r["out_of_fold"] is True
+    assert r["out_of_fold"] is True and r["settings"]["seed"] == 3
     assert r["settings"]["lodo_map"] == "ord"  # the left-out drug's repolarization from the cell model
     assert r["settings"]["discrepancy"] is True  # each fold's in-sample misfit per drug, recorded
     assert all(set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"]) and

@@ -226,6 +226,8 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   out: Path = typer.Option(..., "--out", help="folder for ecgrdvq.json and the figure"),
                   samples: int = typer.Option(64, "--samples", min=20, help="samples per subject and time"),
                   folds: int = typer.Option(4, "--folds", min=2),
+                  seed: int = typer.Option(0, "--seed", help="seed of the samples and the added noise (the "
+                                           "subjects' split has its own, fixed)"),
                   sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
                   max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
@@ -281,8 +283,8 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
             console.print(f"[red]error[/red] --checkpoint: {exc}", highlight=False)
             raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
-    result, courses = run_benchmark(table, samples=samples, folds=folds, samplers=tuple(sampler), max_nfev=max_nfev,
-                                    draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
+    result, courses = run_benchmark(table, samples=samples, folds=folds, seed=seed, samplers=tuple(sampler),
+                                    max_nfev=max_nfev, draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
                                     checkpoint=checkpoint, discrepancy=discrepancy, potency=potency,
                                     log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
