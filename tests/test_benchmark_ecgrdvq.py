@@ -142,6 +142,27 @@ def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figur
     assert r["settings"]["worldmodel"]["sampler_settings"]["temperature"] == 1.0  # none stored in this checkpoint
 
 
+def test_a_world_model_blind_to_its_prior_carries_the_shipped_map_with_refitted_delays(shared_data, tmp_path):
+    """Without ``prior_input`` the world model cannot follow a fold's map: it keeps the shipped one, its
+    delays are refitted for that map in each fold, its discrepancy is that map's misfit, and it has no
+    leave-one-drug-out figure."""
+    from vtrial.model.train import TrainConfig, train
+
+    cfg = TrainConfig(n_pairs=200, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50, ae_steps=20,
+                      diffusion_train_steps=20, batch_size=64)
+    ckpt = train(cfg, log=lambda d: None)[0].save(tmp_path / "blind.pt")
+    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
+                                   "--folds", "2", "--samples", "20", "--max-nfev", "2", "--draws", "2",
+                                   "--sampler", "worldmodel", "--checkpoint", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "o" / "ecgrdvq.json").read_text())
+    assert r["out_of_fold"] is False and r["settings"]["worldmodel"]["follows_map"] is False
+    assert all(v["lodo_peak_ddqtcf_error_ms"] is None for v in r["drugs"].values())
+    for f in r["settings"]["folds_detail"]:
+        assert set(f["ke0_per_h_worldmodel"]) == set(r["drugs"]) and all(v > 0 for v in f["ke0_per_h_worldmodel"].values())
+        assert set(f["discrepancy_ms"]["worldmodel"]) == set(r["drugs"])
+
+
 def test_benchmark_names_a_bad_checkpoint(shared_data, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -360,18 +360,16 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         for s in samplers:
             log(f"fold {k + 1}/{folds}: {s} sampler on {len(test)} test subjects")
             if follows[s]:
-                f = fits[morphology[s]]
-                coef, ke0, pot = f.coef, f.ke0_per_h, f.potency
+                given = fits[morphology[s]]
             else:  # a world model blind to its prior carries the shipped map: delays fitted for it
-                coef, pot = default_coefficients(), {}
-                ke0 = fit_ke0(next(iter(fits.values())).data, coef)
-                fold_fits[-1]["ke0_per_h_worldmodel"] = ke0
-            delta = _predicted_deltas(simulate(table, test, coef, ke0, s, samples, seed, times_h, draws,
-                                               exposure=exposure, checkpoint=checkpoint, potency=pot))
+                data = next(iter(fits.values())).data
+                given = EpkFit(default_coefficients(), fit_ke0(data, default_coefficients()), data, math.nan)
+                fold_fits[-1]["ke0_per_h_worldmodel"] = given.ke0_per_h
+            delta = _predicted_deltas(simulate(table, test, given.coef, given.ke0_per_h, s, samples, seed, times_h,
+                                               draws, exposure=exposure, checkpoint=checkpoint, potency=given.potency))
             disc = None
-            if discrepancy:  # the misfit of the map and delays this sampler is given, on the beats they were fitted through
-                data = (fits[morphology[s]] if follows[s] else next(iter(fits.values()))).data
-                disc = fit_discrepancy(EpkFit(coef, ke0, data, math.nan, pot))
+            if discrepancy:  # the misfit of the map and delays this sampler is given, on the beats they were fitted to
+                disc = fit_discrepancy(given)
                 fold_fits[-1].setdefault("discrepancy_ms", {})[s] = disc
             delta, extra = apply_variability(delta, var, seed + k, disc)
             fold_fits[-1]["added_noise_sd_ms"][s] = extra

@@ -284,8 +284,8 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
             raise typer.Exit(2)
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, seed=seed, samplers=tuple(sampler),
-                                    max_nfev=max_nfev, draws=draws, exposure=exposure, fold_map=fold_map, lodo_map=lodo_map,
-                                    checkpoint=checkpoint, discrepancy=discrepancy, potency=potency,
+                                    max_nfev=max_nfev, draws=draws, exposure=exposure, fold_map=fold_map,
+                                    lodo_map=lodo_map, checkpoint=checkpoint, discrepancy=discrepancy, potency=potency,
                                     log=lambda m: console.print(m, highlight=False))
     result["table"] = {"path": str(table_path), "quirks": quirks}
     out.mkdir(parents=True, exist_ok=True)

@@ -93,8 +93,8 @@ class WorldModel(nn.Module):
         spread around their mean scales by it. The samples come out too narrow otherwise: DDIM with few
         steps under-disperses even with the exact denoiser (20 of 200 steps, η = 1: 0.81 of the SD of a
         Gaussian latent of SD 0.3), and a denoiser trained on the ε-MSE smooths the fine-scale variability
-        it cannot resolve; a temperature above 1, chosen on validation data, restores the spread. Returns (beats (N·S, T), latents (N·S, D),
-        prior latents (N, D)).
+        it cannot resolve; a temperature above 1, chosen on validation data, restores the spread. Returns
+        (beats (N·S, T), latents (N·S, D), prior latents (N, D)).
         """
         if temperature != 1.0:
             noise = noise * temperature
