@@ -77,7 +77,7 @@ def test_benchmark_names_a_missing_table(tmp_path):
 def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_data):
     import numpy as np
 
-    from vtrial.benchmark_ecgrdvq import TREATMENTS, _units
+    from vtrial.benchmark_ecgrdvq import DRAW_KEY, TREATMENTS, _units
     from vtrial.ecgrdvq import load_clinical_table
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
@@ -86,7 +86,7 @@ def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_dat
     dof = TREATMENTS.index("dofetilide")
     for exposure in ("measured", "library"):
         u = _units(table, [1001, 1002], ke0, times, 0, 4, exposure)
-        rows = (u["arm_idx"] == dof) & (u["patient"] // 1000 == 1001) & (u["time_h"] == 2.5)
+        rows = (u["arm_idx"] == dof) & (u["patient"] // DRAW_KEY == 1001) & (u["time_h"] == 2.5)
         conc = u["conc_free_nM"][rows]
         assert conc.shape == (4,) and np.all(conc > 0)
         if exposure == "measured":  # every draw sees the subject's one measured concentration
@@ -105,6 +105,26 @@ def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_dat
         assert np.all(herg[rows] > u["block"][rows, 0])
         np.testing.assert_array_equal(stronger["conc_free_nM"], u["conc_free_nM"])  # the plasma is unchanged
         np.testing.assert_array_equal(stronger["block"][u["arm_idx"] == other], u["block"][u["arm_idx"] == other])
+
+
+def test_each_sample_has_its_own_draw_of_the_subjects_sensitivity_by_default(shared_data):
+    """Independent samples of a test subject's predictive distribution (what coverage and the fair CRPS
+    assume): by default every sample is its own work unit, with its own sensitivity draw; ``draws`` fewer
+    than the samples spreads them over that many units, several samples each."""
+    from vtrial.benchmark_ecgrdvq import simulate
+    from vtrial.ecgrdvq import load_clinical_table
+    from vtrial.physiology.epk import default_coefficients
+
+    table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
+    ke0 = {"dofetilide": 3.0, "quinidine": 5.0, "ranolazine": 0.5, "verapamil": 1.0}
+    times = np.array([-0.5, 2.5])
+    for draws, per_unit in ((None, 1), (4, 5)):
+        pred = simulate(table, [1001], default_coefficients(), ke0, "mechanistic", 20, 0, times, draws,
+                        treatments=("placebo", "dofetilide"))
+        at = pred.filter((pl.col("treatment") == "dofetilide") & (pl.col("time_h") == 2.5))
+        assert at.height == 20 and at["subject"].unique().to_list() == [1001]
+        assert sorted(at["sample"].unique().to_list()) == list(range(per_unit))
+        assert at["qtcf_ms"].n_unique() == 20
 
 
 def test_benchmark_names_a_bad_exposure(tmp_path):

@@ -67,3 +67,23 @@ def test_fair_crps_is_unbiased_for_the_sampled_distribution_with_few_draws():
     # the empirical distribution's CRPS is larger by E|X − X'| / (2S) = (2/√π) / 16
     biased = np.mean(crps_ensemble(samples, y))
     assert biased - exact == pytest.approx(2 / np.sqrt(np.pi) / 16, abs=0.006)
+
+
+def test_fair_crps_overstates_the_crps_of_draws_that_share_a_component():
+    """The fair CRPS assumes independent draws: S draws in clusters of m that share part of their spread
+    (in the ECGRDVQ benchmark, samples of one subject that share a draw of its drug sensitivity) make the
+    pairs within a cluster too close, and E|X − X'| comes out small: the CRPS is overstated by
+    ½ · (m − 1)/(S − 1) · (E|X − X'| − E|X − X'|within). Each draw of its own is unbiased."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(5)
+    n, s, m, rho = 40000, 64, 4, 0.9
+    y = rng.standard_normal(n)
+    exact = np.mean(y * (2 * norm.cdf(y) - 1) + 2 * norm.pdf(y) - 1 / np.sqrt(np.pi))
+    shared = np.repeat(rng.standard_normal((n, s // m)), m, axis=1)  # marginally N(0, 1) still
+    clustered = np.sqrt(rho) * shared + np.sqrt(1 - rho) * rng.standard_normal((n, s))
+    independent = rng.standard_normal((n, s))
+    bias = 0.5 * (m - 1) / (s - 1) * (2 / np.sqrt(np.pi)) * (1 - np.sqrt(1 - rho))
+    assert np.mean(crps_ensemble(independent, y, fair=True)) == pytest.approx(exact, abs=0.004)
+    assert np.mean(crps_ensemble(clustered, y, fair=True)) - exact == pytest.approx(bias, abs=0.004)
+    assert bias > 0.015

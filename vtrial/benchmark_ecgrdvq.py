@@ -14,9 +14,11 @@ of fold.
    drug library's PK with its variability (literature, not fitted to this study); the between-subject
    drug sensitivity is the cohort's (not refitted).
 3. The test subjects, each a virtual patient with their own pre-dose intervals (``cohort_from_rows``),
-   take the five periods at the study's doses and times; S samples per subject and time, spread over
-   16 draws of the subject's drug sensitivity (and PK, with library exposure), which the fit cannot
-   know for a new subject.
+   take the five periods at the study's doses and times; S samples per subject and time, each with its
+   own draw of the subject's drug sensitivity (and PK, with library exposure), which the fit cannot
+   know for a new subject: independent draws of the predictive distribution, as the interval coverage
+   and the fair CRPS assume (samples sharing a draw sit too close together and overstate the CRPS,
+   ``tests/test_scoring.py``); ``draws`` fewer than S spreads them over that many draws instead.
 4. Compared with what was measured, per drug: the peak of the mean ΔΔQTcF time course (predicted minus
    observed) and its RMSE over the post-dose times, from the pooled out-of-fold predictions of all
    subjects; per ECG, coverage of the 90 % predictive interval of ΔQTcF (change from the subject's own
@@ -78,6 +80,7 @@ SPLIT_SEED = 20140101
 TREATMENTS = ("placebo",) + DRUGS
 PK_STREAM = 0x9C1
 SENSITIVITY_STREAM = 0x5E45
+DRAW_KEY = 1_000_000  # a work unit's key: subject ID × DRAW_KEY + draw
 # the fold fits attenuate hERG's effect by inward-current block relative to hERG block (EpkCoefficients)
 RELATIVE_ATTENUATION = True
 
@@ -97,11 +100,14 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
     subject's own measured concentrations through the effect site (what the C-QTc baseline reads too; a
     subject without that period falls back to the library); ``"library"``, a draw of the library's PK
     variability per copy, as for a subject whose concentrations are unknown. ``potency``: each drug's fitted
-    factor on the effect-site concentration (``epk_fit.fit(potency=True)``; absent: 1). Unit key: ID × 1000 + draw."""
+    factor on the effect-site concentration (``epk_fit.fit(potency=True)``; absent: 1). Unit key: ID × ``DRAW_KEY``
+    + draw."""
+    if not 1 <= draws < DRAW_KEY:
+        raise ValueError(f"draws = {draws}; expected 1 to {DRAW_KEY - 1}")
     cohort, _ = cohort_from_rows(table, seed, subjects=subjects)
     ids = np.asarray(sorted(subjects), np.int64)
     row = np.repeat(np.arange(len(ids)), draws)
-    keys = ids[row] * 1000 + np.tile(np.arange(draws), len(ids))
+    keys = ids[row] * DRAW_KEY + np.tile(np.arange(draws), len(ids))
     z = np.concatenate([np.random.default_rng([seed, SENSITIVITY_STREAM, int(i)]).standard_normal(draws) for i in ids])
     copies = Cohort(cohort.sex[row], cohort.age_y[row], cohort.weight_kg[row],
                     lognormal_sensitivity(z, real_subject_sensitivity_cv()), cohort.waves.index(row))
@@ -132,17 +138,18 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
 
 
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
-             samples: int, seed: int, times_h, draws: int = 16, batch: int = 2048, exposure: str = "measured",
+             samples: int, seed: int, times_h, draws: int | None = None, batch: int = 2048, exposure: str = "measured",
              treatments=TREATMENTS, checkpoint=None, potency: dict[str, float] | None = None) -> pl.DataFrame:
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
     subjects under ``treatments`` (the five periods): ``samples`` per subject and time, spread over ``draws``
-    draws of the subject's unknown sensitivity (and PK, with library exposure): a predictive distribution
-    for a subject the fit never saw; ``batch`` units per sampler call. ``coef`` is the Δ(block) map of the
+    draws of the subject's unknown sensitivity (and PK, with library exposure; default: one per sample, so
+    that the samples are independent): a predictive distribution for a subject the fit never saw; ``batch``
+    units per sampler call. ``coef`` is the Δ(block) map of the
     mechanistic sampler's beats and of the world model's prior beat (``checkpoint``: the world model's,
     default the shipped one); only a world model that reads its prior beat follows it
     (``WorldModelSampler.follows_map``); ``potency`` the drugs' in-vivo potencies that go with it (``_units``)."""
     times_h = np.asarray(times_h, float)
-    draws = min(draws, samples)
+    draws = samples if draws is None else min(draws, samples)
     units = _units(table, subjects, ke0, times_h, seed, draws, exposure, potency)
     keep = np.isin(units["arm_idx"], [TREATMENTS.index(t) for t in treatments])
     units = {k: v[keep] for k, v in units.items()}
@@ -161,7 +168,7 @@ def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str
         sl = {k: v[lo:lo + batch] for k, v in units.items()}
         r = smp.sample(sl, seed)
         parts.append(pl.DataFrame({
-            "subject": r["patient"] // 1000, "treatment": np.asarray(TREATMENTS)[r["arm_idx"]], "time_h": r["time_h"],
+            "subject": r["patient"] // DRAW_KEY, "treatment": np.asarray(TREATMENTS)[r["arm_idx"]], "time_h": r["time_h"],
             "sample": r["sample"], "qtcf_ms": r["qtcf_ms"], "jtpeakc_ms": r["jtpeakc_ms"], "tpte_ms": r["tpte_ms"],
             "valid": r["valid"]}))
     return pl.concat(parts).with_columns(pl.col("subject").cast(pl.Int64))
@@ -322,7 +329,7 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
 # --- the whole benchmark -----------------------------------------------------------------------------
 
 def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
-                  max_nfev: int = 400, draws: int = 16, exposure: str = "measured", lodo_samples: int = 32,
+                  max_nfev: int = 400, draws: int | None = None, exposure: str = "measured", lodo_samples: int = 32,
                   fold_map: str = "channels", lodo_map: str = "ord", checkpoint=None, discrepancy: bool = True,
                   potency: bool = True, log=print) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure).
@@ -377,7 +384,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         for d in DRUGS:
             cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d))
 
-    result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples, "draws": draws, "seed": seed,
+    result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples,
+                           "draws": samples if draws is None else min(draws, samples), "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
                            "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
                            "discrepancy": discrepancy, "potency": potency,

@@ -231,8 +231,9 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
                   max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
-                  draws: int = typer.Option(16, "--draws", min=1, help="draws of each test subject's drug sensitivity "
-                                            "(and PK, with --exposure library) the samples are spread over"),
+                  draws: Optional[int] = typer.Option(None, "--draws", min=1, help="draws of each test subject's drug "
+                                                   "sensitivity (and PK, with --exposure library) the samples are "
+                                                   "spread over (default: one per sample, independent samples)"),
                   exposure: str = typer.Option("measured", "--exposure", help="measured: each subject's measured "
                                                "concentrations (as the C-QTc baseline reads them); library: the "
                                                "drug library's population PK, concentrations unknown"),
