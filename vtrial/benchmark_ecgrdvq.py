@@ -144,10 +144,10 @@ def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str
     subjects under ``treatments`` (the five periods): ``samples`` per subject and time, spread over ``draws``
     draws of the subject's unknown sensitivity (and PK, with library exposure; default: one per sample, so
     that the samples are independent): a predictive distribution for a subject the fit never saw; ``batch``
-    units per sampler call. ``coef`` is the Δ(block) map of the
-    mechanistic sampler's beats and of the world model's prior beat (``checkpoint``: the world model's,
-    default the shipped one); only a world model that reads its prior beat follows it
-    (``WorldModelSampler.follows_map``); ``potency`` the drugs' in-vivo potencies that go with it (``_units``)."""
+    units per sampler call. ``coef`` is the Δ(block) map of the mechanistic sampler's beats and of the world
+    model's prior beat (``checkpoint``: the world model's, default the shipped one); only a world model that
+    reads its prior beat follows it (``WorldModelSampler.follows_map``); ``potency`` the drugs' in-vivo
+    potencies that go with it (``_units``)."""
     times_h = np.asarray(times_h, float)
     draws = samples if draws is None else min(draws, samples)
     units = _units(table, subjects, ke0, times_h, seed, draws, exposure, potency)
