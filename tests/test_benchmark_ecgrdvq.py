@@ -52,7 +52,7 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     for v in r["drugs"].values():
         assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms"}
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
-    assert r["out_of_fold"] is True and r["settings"]["seed"] == 3
+    assert r["out_of_fold"] is True and r["settings"]["seed"] == 3 and r["settings"]["draws"] == 2
     assert r["settings"]["lodo_map"] == "ord"  # the left-out drug's repolarization from the cell model
     assert r["settings"]["discrepancy"] is True  # each fold's in-sample misfit per drug, recorded
     assert all(set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"]) and

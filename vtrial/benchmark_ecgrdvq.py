@@ -137,6 +137,12 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
     return unit_table(copies, conc, block, times_h, patient_ids=keys)
 
 
+def effective_draws(draws: int | None, samples: int) -> int:
+    """How many draws of a subject's sensitivity (and PK) ``samples`` samples are spread over: one per sample
+    by default (``None``: independent samples), never more than the samples."""
+    return samples if draws is None else min(draws, samples)
+
+
 def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
              samples: int, seed: int, times_h, draws: int | None = None, batch: int = 2048, exposure: str = "measured",
              treatments=TREATMENTS, checkpoint=None, potency: dict[str, float] | None = None) -> pl.DataFrame:
@@ -149,7 +155,7 @@ def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str
     reads its prior beat follows it (``WorldModelSampler.follows_map``); ``potency`` the drugs' in-vivo
     potencies that go with it (``_units``)."""
     times_h = np.asarray(times_h, float)
-    draws = samples if draws is None else min(draws, samples)
+    draws = effective_draws(draws, samples)
     units = _units(table, subjects, ke0, times_h, seed, draws, exposure, potency)
     keep = np.isin(units["arm_idx"], [TREATMENTS.index(t) for t in treatments])
     units = {k: v[keep] for k, v in units.items()}
@@ -385,7 +391,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d))
 
     result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples,
-                           "draws": samples if draws is None else min(draws, samples), "seed": seed,
+                           "draws": effective_draws(draws, samples), "seed": seed,
                            "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
                            "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
                            "discrepancy": discrepancy, "potency": potency,
