@@ -63,6 +63,7 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     for d, v in r["settings"]["lodo_detail"].items():  # the drug left out: the others' typical (geometric mean)
         others = [np.log(p) for k, p in v["potency"].items() if k != d]
         assert set(v["potency"]) == set(r["drugs"]) and v["potency"][d] == pytest.approx(np.exp(np.mean(others)))
+        assert v["potency_needed"] is None or v["potency_needed"] > 0  # what the map would have needed
     assert all(v["coefficients"]["ord_jtpeak_gain"] >= 0 for v in r["settings"]["lodo_detail"].values())
     tests = [s for f in r["settings"]["folds_detail"] for s in f["test_subjects"]]
     assert sorted(tests) == sorted(set(tests)) and len(tests) == 22  # every subject predicted once

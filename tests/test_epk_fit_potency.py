@@ -46,3 +46,35 @@ def test_a_tight_prior_keeps_the_potencies_at_one(table, monkeypatch):
     monkeypatch.setattr(epk_fit, "POTENCY_PRIOR_MS", 1e4)
     f = epk_fit.fit(table, exposure="measured", relative_attenuation=True, potency=True, max_nfev=60)
     assert all(abs(np.log(v)) < 0.05 for v in f.potency.values()), f.potency
+
+
+def test_potency_for_peak_finds_the_potency_behind_a_peak_and_none_out_of_reach(table):
+    from copy import deepcopy
+
+    from vtrial.epk_fit import _changes, observed, potency_for_peak
+    from vtrial.physiology.epk import default_coefficients
+
+    data = observed(table, None, ("dofetilide",), exposure="measured")
+    coef, ke0 = default_coefficients(), 3.0
+    made = _changes(data, "dofetilide", ke0, coef, 0.4)["d_qtcf_ms"]
+    assert potency_for_peak(data, "dofetilide", ke0, coef) != pytest.approx(0.4, rel=0.05)  # the real peak: another
+    data.obs["dofetilide"]["qtcf_ms"] = made
+    assert potency_for_peak(data, "dofetilide", ke0, coef) == pytest.approx(0.4, rel=1e-3)
+    unreachable = deepcopy(data)
+    unreachable.obs["dofetilide"]["qtcf_ms"] = made + 5000.0
+    assert potency_for_peak(unreachable, "dofetilide", ke0, coef) is None
+
+
+def test_potency_for_peak_brackets_below_where_the_beats_stop_being_measurable(monkeypatch):
+    from types import SimpleNamespace
+
+    from vtrial import epk_fit
+
+    def changes(data, drug, ke0, coef, potency):  # a peak of 100 ms per unit potency, unmeasurable above 5
+        return {"d_qtcf_ms": np.array([0.0, 100.0 * potency if potency < 5 else np.nan])}
+
+    monkeypatch.setattr(epk_fit, "_changes", changes)
+    data = SimpleNamespace(obs={"x": {"qtcf_ms": np.array([10.0, 40.0, 20.0])}})
+    assert epk_fit.potency_for_peak(data, "x", 1.0, None) == pytest.approx(0.4, rel=1e-3)
+    data.obs["x"]["qtcf_ms"] = np.array([0.5])  # below the lowest potency's peak (1 ms): out of reach
+    assert epk_fit.potency_for_peak(data, "x", 1.0, None) is None

@@ -36,7 +36,9 @@ of fold.
    By default (``lodo_map="ord"``) the map is the O'Hara–Rudy cell's ΔAPD90 under the whole block vector
    with two fitted gains (``EpkCoefficients.ord_jtpeak_gain``): with per-channel terms each channel's
    effect is informed by the one drug that blocks it, and the drug left out takes its terms from
-   nowhere; the cell model brings them from physiology.
+   nowhere; the cell model brings them from physiology. Recorded with each: the potency the drug left out
+   would have needed for that map to hit its observed peak (``epk_fit.potency_for_peak``, on the fit's
+   population; ``potency_needed``), against the typical one it was given.
 
 Exposure (``exposure``): by default each subject's own measured concentrations, through the effect site
 (``vtrial.physiology.measured_exposure``) — the information the C-QTc baseline reads — in the fit and in
@@ -70,7 +72,7 @@ from vtrial.cqtc import fit_mixed
 from vtrial.drugs import get_drug
 from vtrial.units import unit_table
 from vtrial.ecgrdvq import measured_concentrations
-from vtrial.epk_fit import DRUGS, EpkFit, fit, fit_ke0, measured_free_nM
+from vtrial.epk_fit import DRUGS, EpkFit, fit, fit_ke0, measured_free_nM, observed, potency_for_peak
 from vtrial.physiology.epk import EpkCoefficients, default_coefficients
 from vtrial.physiology.measured_exposure import effect_site
 from vtrial.physiology.pk import Dose, concentrations, sample_individuals
@@ -418,7 +420,9 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             ke0 = {**f.ke0_per_h, d: _geometric_mean(f.ke0_per_h.values())}
             pot = {**f.potency, d: _geometric_mean(f.potency.values())} if f.potency else {}
             fits[m] = (f.coef, ke0, pot)
-            result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef, pot))
+            # what the map would have needed: the potency that puts the population's peak on the observed one
+            needed = potency_for_peak(replace(observed(table, None, (d,), exposure), morphology=m), d, ke0[d], f.coef)
+            result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef, pot, potency_needed=needed))
         for s in lodo:
             coef, ke0, pot = fits[morphology[s]]
             pred = simulate(table, subjects, coef, ke0, s, min(lodo_samples, samples), seed, times_h, draws,
@@ -454,11 +458,12 @@ def _geometric_mean(values) -> float:
     return float(np.exp(np.mean(np.log(list(values)))))
 
 
-def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients, potency: dict) -> dict:
+def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients, potency: dict, **extra) -> dict:
     """A fit's settings entry: plain keys for the mechanistic sampler's map, ``_worldmodel`` ones for the
-    map fitted through the corpus's beats."""
+    map fitted through the corpus's beats; ``extra`` keys get the same suffix."""
     suffix = "" if morphology == "ecgsyn" else "_worldmodel"
-    return {f"ke0_per_h{suffix}": ke0, f"coefficients{suffix}": _coef_summary(coef), f"potency{suffix}": potency}
+    entry = {"ke0_per_h": ke0, "coefficients": _coef_summary(coef), "potency": potency, **extra}
+    return {f"{k}{suffix}": v for k, v in entry.items()}
 
 
 def _worldmodel_record(checkpoint) -> dict:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
-from scipy.optimize import least_squares
+from scipy.optimize import brentq, least_squares
 
 from vtrial.calibration import MORPHOLOGIES, interval_changes, mean_sensitivity, mean_subject, population_block
 from vtrial.cohort import real_subject_sensitivity_cv
@@ -182,6 +182,27 @@ def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float
             res.append(np.atleast_1d(POTENCY_PRIOR_MS * math.log(potency[d]) / POTENCY_PRIOR_SD_LOG))
     r = np.concatenate(res)
     return np.where(np.isfinite(r), r, 1e3)
+
+
+def potency_for_peak(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients,
+                     bounds: tuple[float, float] = (0.01, 100.0), grid: int = 17) -> float | None:
+    """The in-vivo potency at which the map ``coef`` (delay ``ke0_per_h``) puts the simulated population's
+    peak mean ΔΔQTcF of ``drug`` on ``data``'s observed peak: for a drug a map was not fitted on, how far its
+    in-vivo potency must sit from the one it was given for the map to predict it. ``None`` where no potency
+    in ``bounds`` reaches the observed peak. The root is bracketed on a grid of ``grid`` log-spaced potencies
+    (the first crossing from below): at extreme block the beats can stop being measurable (NaN)."""
+    target = float(np.max(data.obs[drug]["qtcf_ms"]))
+
+    def gap(log_potency: float) -> float:
+        return float(np.max(_changes(data, drug, ke0_per_h, coef, math.exp(log_potency))["d_qtcf_ms"])) - target
+
+    x = np.linspace(math.log(bounds[0]), math.log(bounds[1]), grid)
+    g = np.array([gap(v) for v in x])
+    crossing = np.flatnonzero(np.isfinite(g[:-1]) & np.isfinite(g[1:]) & (g[:-1] < 0) & (g[1:] >= 0))
+    if crossing.size == 0:
+        return None
+    i = int(crossing[0])
+    return math.exp(brentq(gap, x[i], x[i + 1], xtol=1e-4))
 
 
 def potencies(x, drugs=DRUGS, map_model: str = "channels") -> dict[str, float]:
