@@ -413,6 +413,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         log(f"leave-one-drug-out: fitting on {', '.join(rest)}; predicting {d} from its IC50s")
         result["settings"]["lodo_detail"][d] = {}
         fits = {}
+        left_out = observed(table, None, (d,), exposure)  # the drug left out, observed: for its needed potency
         for m in dict.fromkeys(morphology[s] for s in lodo):
             f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
                     map_model=lodo_map, morphology=m, potency=potency)
@@ -421,7 +422,7 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             pot = {**f.potency, d: _geometric_mean(f.potency.values())} if f.potency else {}
             fits[m] = (f.coef, ke0, pot)
             # what the map would have needed: the potency that puts the population's peak on the observed one
-            needed = potency_for_peak(replace(observed(table, None, (d,), exposure), morphology=m), d, ke0[d], f.coef)
+            needed = potency_for_peak(replace(left_out, morphology=m), d, ke0[d], f.coef)
             result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef, pot, potency_needed=needed))
         for s in lodo:
             coef, ke0, pot = fits[morphology[s]]
