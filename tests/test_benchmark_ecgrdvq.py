@@ -49,6 +49,7 @@ def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "ecgrdvq.json").read_text())
     assert set(r["drugs"]) == {"dofetilide", "quinidine", "ranolazine", "verapamil"}
+    assert "in-vivo potency needed / given (mechanistic beats): dofetilide" in " ".join(res.output.split())
     for v in r["drugs"].values():
         assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms"}
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
