@@ -83,6 +83,8 @@ TREATMENTS = ("placebo",) + DRUGS
 PK_STREAM = 0x9C1
 SENSITIVITY_STREAM = 0x5E45
 DRAW_KEY = 1_000_000  # a work unit's key: subject ID × DRAW_KEY + draw
+# the settings keys' suffix of a fit per the beats its map was fitted through (mechanistic; world model)
+FIT_SUFFIX = {"ecgsyn": "", "corpus": "_worldmodel"}
 # the fold fits attenuate hERG's effect by inward-current block relative to hERG block (EpkCoefficients)
 RELATIVE_ATTENUATION = True
 
@@ -377,8 +379,8 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             if follows[s]:
                 given = fits[morphology[s]]
             else:  # a world model blind to its prior carries the shipped map: delays fitted for it
-                data = next(iter(fits.values())).data
-                given = EpkFit(default_coefficients(), fit_ke0(data, default_coefficients()), data, math.nan)
+                data, shipped = next(iter(fits.values())).data, default_coefficients()
+                given = EpkFit(shipped, fit_ke0(data, shipped), data, math.nan)
                 fold_fits[-1]["ke0_per_h_worldmodel"] = given.ke0_per_h
             delta = _predicted_deltas(simulate(table, test, given.coef, given.ke0_per_h, s, samples, seed, times_h,
                                                draws, exposure=exposure, checkpoint=checkpoint, potency=given.potency))
@@ -461,10 +463,22 @@ def _geometric_mean(values) -> float:
 
 def _fit_record(morphology: str, ke0: dict, coef: EpkCoefficients, potency: dict, **extra) -> dict:
     """A fit's settings entry: plain keys for the mechanistic sampler's map, ``_worldmodel`` ones for the
-    map fitted through the corpus's beats; ``extra`` keys get the same suffix."""
-    suffix = "" if morphology == "ecgsyn" else "_worldmodel"
+    map fitted through the corpus's beats (``FIT_SUFFIX``); ``extra`` keys get the same suffix."""
     entry = {"ke0_per_h": ke0, "coefficients": _coef_summary(coef), "potency": potency, **extra}
-    return {f"{k}{suffix}": v for k, v in entry.items()}
+    return {f"{k}{FIT_SUFFIX[morphology]}": v for k, v in entry.items()}
+
+
+def lodo_potency_ratios(result: dict) -> dict[str, dict[str, float]]:
+    """Per morphology the LODO maps were fitted through, each drug left out's in-vivo potency needed over
+    the one it was given (``settings.lodo_detail``); drugs whose needed potency was out of reach are absent."""
+    ratios = {}
+    for m, suffix in FIT_SUFFIX.items():
+        r = {d: v[f"potency_needed{suffix}"] / v[f"potency{suffix}"][d]
+             for d, v in result["settings"]["lodo_detail"].items()
+             if v.get(f"potency_needed{suffix}") and v.get(f"potency{suffix}")}
+        if r:
+            ratios[m] = r
+    return ratios
 
 
 def _worldmodel_record(checkpoint) -> dict:

@@ -254,7 +254,7 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
     import json
 
-    from vtrial.benchmark_ecgrdvq import plot_courses, run_benchmark
+    from vtrial.benchmark_ecgrdvq import lodo_potency_ratios, plot_courses, run_benchmark
     from vtrial.ecgrdvq import load_clinical_table
 
     name = "SCR-002.Clinical.Data.csv"
@@ -303,13 +303,10 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                            f"{v['crps_ms']:.1f}", "—" if lodo is None else f"{lodo:+.1f}",
                            f"{v['cqtc']['peak_ddqtcf_error_ms']:+.1f}", f"{v['cqtc']['crps_ms']:.1f}")
     Console().print(table_)
-    lodo = result["settings"]["lodo_detail"]
-    for suffix, label in (("", "mechanistic beats"), ("_worldmodel", "world-model beats")):
-        ratios = {d: v[f"potency_needed{suffix}"] / v[f"potency{suffix}"][d] for d, v in lodo.items()
-                  if v.get(f"potency_needed{suffix}") and v.get(f"potency{suffix}")}
-        if ratios:
-            console.print(f"leave-one-drug-out, in-vivo potency needed / given ({label}): "
-                          + ", ".join(f"{d} {r:.2f}×" for d, r in ratios.items()), highlight=False)
+    beats = {"ecgsyn": "mechanistic beats", "corpus": "world-model beats"}
+    for m, ratios in lodo_potency_ratios(result).items():
+        console.print(f"leave-one-drug-out, in-vivo potency needed / given ({beats[m]}): "
+                      + ", ".join(f"{d} {r:.2f}×" for d, r in ratios.items()), highlight=False)
     console.print(f"wrote {out / 'ecgrdvq.json'} and {out / 'ecgrdvq_ddqtcf.png'}", highlight=False)
 
 
