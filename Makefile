@@ -21,7 +21,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf runs/quickstart
-	$(VENV)/bin/vtrial run protocols/quickstart.yaml --out runs/quickstart
+	$(VENV)/bin/vtrial run quickstart --out runs/quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from vtrial.engine import build_units, make_sampler, run_trial
-from vtrial.units import batch_slices, take
-from vtrial.protocol import load_protocol
+from vtrial.sampling.registry import make_sampler
+from vtrial.trial import build_units, run_trial
+from vtrial.spec.work_units import batch_slices, take
+from vtrial.trial import load_protocol
 
 TARGET_OVERHEAD = 0.15
 

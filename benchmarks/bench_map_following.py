@@ -23,14 +23,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from vtrial.cohort import load_population, sample_cohort
-from vtrial.drugs import get_drug
-from vtrial.measure import measure
+from vtrial.sources.population import builtin_population, load_population, sample_cohort
+from vtrial.spec.drugs import get_drug
+from vtrial.signal.measure import measure
 from vtrial.model.corpus import FS_HZ, WINDOW_S, rich_effects
-from vtrial.model.worldmodel import DEFAULT_CHECKPOINT, WorldModelSampler
+from vtrial.model.checkpoint import DEFAULT_CHECKPOINT
+from vtrial.sampling.worldmodel import WorldModelSampler
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
-from vtrial.protocol import COHORTS_DIR
 
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil", "bepridil")
 MULTIPLES = (1.0, 4.0)
@@ -60,7 +60,7 @@ def main():
     ap.add_argument("--seed", type=int, default=31)
     args = ap.parse_args()
     n = args.patients
-    cohort = sample_cohort(load_population(COHORTS_DIR / "healthy_adults.yaml"), n, args.seed)
+    cohort = sample_cohort(load_population(builtin_population("healthy_adults")), n, args.seed)
     w = cohort.waves
     rr_ms = w.rr_s.numpy() * 1000.0
     base_units = {"patient": np.arange(n), "arm_idx": np.zeros(n, int), "time_idx": np.zeros(n, int),

@@ -18,7 +18,8 @@ import numpy as np
 
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ord import pace
-from vtrial.physiology.ord_surrogate import delta_apd90_ms, drug_curve_blocks, random_blocks, surrogate
+from vtrial.physiology.ord_surrogate import delta_apd90_ms, random_blocks, surrogate
+from vtrial.spec.drugs import drug_curve_blocks
 
 
 def main():

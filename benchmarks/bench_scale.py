@@ -32,10 +32,11 @@ from pathlib import Path
 
 import torch
 
-from vtrial.cohort import load_cohort
-from vtrial.engine import make_sampler, run_trial
-from vtrial.protocol import parse_protocol
-from vtrial.units import UnitPlan, batch_slices
+from vtrial.sources.locate import load_cohort
+from vtrial.sampling.registry import make_sampler
+from vtrial.trial import run_trial
+from vtrial.spec.protocol import parse_protocol
+from vtrial.spec.work_units import UnitPlan, batch_slices
 
 TARGETS = {"scaling_2_over_1": 1.6, "ray_overhead_fraction": 0.10, "driver_rss_ratio_10x": 1.5}
 
@@ -79,7 +80,7 @@ def ray_rate(p, out: Path) -> float:
 def driver_rss(patients: int, sampler: str, out: Path) -> dict:
     """Peak RSS (MB) of a fresh driver process running the whole trial with 2 replicas."""
     code = (f"import json, resource, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"from bench_scale import protocol; from vtrial.engine import run_trial; "
+            f"from bench_scale import protocol; from vtrial.trial import run_trial; "
             f"r = run_trial(protocol({patients}, {sampler!r}, replicas=2), out={str(out)!r}, progress=False); "
             f"print(json.dumps({{'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
             f"'sampling_peak_mb': json.load(open({str(out / 'run_info.json')!r}))['driver_peak_rss_mb_sampling']}}))")

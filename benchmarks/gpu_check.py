@@ -34,9 +34,10 @@ from _common import best_of  # noqa: E402
 
 from bench_scale import n_samples, protocol as scale_protocol  # noqa: E402
 
-from vtrial.cohort import load_cohort  # noqa: E402
-from vtrial.engine import run_trial, start_local_ray  # noqa: E402
-from vtrial.units import UnitPlan  # noqa: E402
+from vtrial.sources.locate import load_cohort  # noqa: E402
+from vtrial.engine.cluster import start_local_ray  # noqa: E402
+from vtrial.trial import run_trial
+from vtrial.spec.work_units import UnitPlan  # noqa: E402
 
 
 def protocol(patients: int, replicas: int, gpus: float, batch: int):
@@ -98,7 +99,7 @@ def ray_part(dry: bool, device: str, tmp: Path) -> dict:
 
 def sampling_part(device: str, units_n: int) -> dict:
     """Steps 2 and 3 in this process, without Ray."""
-    from vtrial.engine import make_sampler
+    from vtrial.sampling.registry import make_sampler
 
     result = {}
     p = protocol(max(2, units_n // 8), 1, 1.0, 64)

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
-from vtrial.ecgrdvq import load_clinical_table
+from vtrial.sources.study_table import load_clinical_table
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.pk import one_compartment_oral_mg_l, two_compartment_oral_mg_l
 from vtrial.physiology.pk_population import THETA_LOWER, THETA_UPPER, fit_population_moments

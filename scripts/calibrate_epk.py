@@ -6,7 +6,7 @@ A mean virtual subject (baseline RR, PR, QRS, J-Tpeak and Tpeak-Tend = the study
 values) receives each study drug at its study dose: PK from the drug library → free effect-site
 concentration (rate ke0 per drug) → Hill block (CiPA IC50s), averaged over a population drawn with the
 library's PK variability, at the population's mean drug sensitivity → Δ(block) → ECGSYN beat →
-``measure`` (``vtrial.epk_fit``: the simulated population's mean, which is what a trial reports). The map's coefficients and the four ke0 are fitted jointly by bounded least squares
+``measure`` (``vtrial.studies.epk_fit``: the simulated population's mean, which is what a trial reports). The map's coefficients and the four ke0 are fitted jointly by bounded least squares
 (scipy) to the observed mean placebo-corrected change from baseline over the 15 post-dose times:
 ΔΔQTcF (weight 1), ΔΔJ-Tpeak_c and ΔΔTpeak-Tend (0.7), ΔΔPR and ΔΔQRS (0.5), plus each drug's peak
 ΔΔQTcF error (weight √30, twice its whole time course). The T-wave flattening φ
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vtrial.ecgrdvq import load_clinical_table
-from vtrial.epk_fit import DRUGS, fit
+from vtrial.sources.study_table import load_clinical_table
+from vtrial.studies.epk_fit import DRUGS, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,8 @@ from rich.progress import track
 
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ord import CIPA_V1_FACTORS, pace
-from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_RANDOM, delta_apd90_ms, drug_curve_blocks, random_blocks
+from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_RANDOM, delta_apd90_ms, random_blocks
+from vtrial.spec.drugs import drug_curve_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = ROOT / "vtrial" / "data" / "ord_apd90_design.csv"

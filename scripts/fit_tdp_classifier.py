@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from vtrial import store
-from vtrial.analysis import analyse
-from vtrial.engine import RESOLVED
-from vtrial.protocol import Protocol
-from vtrial.tdp import DEFAULT_CLASSIFIER
+from vtrial.outputs import store
+from vtrial.stats.analysis import analyse
+from vtrial.outputs.run_folder import RESOLVED
+from vtrial.spec.protocol import Protocol
+from vtrial.stats.tdp import DEFAULT_CLASSIFIER
 
 
 def main(run_dir: str) -> None:

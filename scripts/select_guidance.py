@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from vtrial.model.corpus import make_pairs
-from vtrial.model.evaluate import evaluate_model
-from vtrial.model.worldmodel import load_checkpoint
+from vtrial.studies.worldmodel_eval import evaluate_model
+from vtrial.model.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 GAMMAS = (0.0, 0.01, 0.03)

@@ -6,7 +6,7 @@
 The FDA study's mean virtual subject (``calibration.mean_subject``) takes each of the 12 CiPA training
 drugs at 1, 2, 4 and 10× its free Cmax (Hill block, or with ``--herg-model dynamic`` the paced dynamic
 hERG model for hERG, ``vtrial.physiology.herg``); the map Δ(block)
-gives ΔΔQTcF and ΔΔJ-Tpeak_c, and ``vtrial.tdp`` fits its classifier and leave-one-drug-out on them —
+gives ΔΔQTcF and ΔΔJ-Tpeak_c, and ``vtrial.stats.tdp`` fits its classifier and leave-one-drug-out on them —
 the same features a cipa_training run feeds it, without sampling noise or the world model. By default
 the shipped coefficients; with ``--ke0-min`` or ``--inward-bound`` the map is first recalibrated on
 ECGRDVQ (``epk_fit.fit``, ≈ 2–3 min) with the drugs' effect delays bounded below by ``ke0-min`` /h
@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vtrial import epk_fit, tdp
-from vtrial.calibration import interval_changes, mean_subject
-from vtrial.drugs import HERG_MODELS, get_drug, known_drugs
-from vtrial.ecgrdvq import load_clinical_table
+from vtrial.stats import tdp
+from vtrial.studies import epk_fit
+from vtrial.studies.epk_calibration import interval_changes, mean_subject
+from vtrial.spec.drugs import HERG_MODELS, get_drug, known_drugs
+from vtrial.sources.study_table import load_clinical_table
 from vtrial.physiology.epk import default_coefficients
 
 MULTIPLES = (1.0, 2.0, 4.0, 10.0)

@@ -13,9 +13,9 @@ import psutil
 import pytest
 import yaml
 
-from vtrial import store
-from vtrial.engine import run_trial
-from vtrial.protocol import parse_protocol
+from vtrial.outputs import store
+from vtrial.trial import run_trial
+from vtrial.spec.protocol import parse_protocol
 
 BIN = Path(sys.executable).parent
 KEY = ["arm_idx", "patient", "time_idx", "sample"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vtrial.data import example_protocols
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 RAY_PORTS = {6379, 8265, 10001}
@@ -97,7 +99,7 @@ def test_rayjob_runs_vtrial_on_a_shipped_protocol_into_the_volume():
     (rj,) = load("kuberay/rayjob.yaml")
     args = rj["spec"]["entrypoint"].split()
     assert args[:2] == ["vtrial", "run"]
-    assert (ROOT / args[2]).is_file(), f"{args[2]} is not a protocol in the repository (the image copies protocols/)"
+    assert args[2] in example_protocols(), f"{args[2]} is not an example protocol shipped in the package"
     assert args[args.index("--address") + 1] == "auto"
     assert "--resume" in args  # a resubmitted job finishes what is missing
     out = args[args.index("--out") + 1]

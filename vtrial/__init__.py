@@ -3,18 +3,14 @@
 Notebook API::
 
     import vtrial
-    protocol = vtrial.load_protocol("protocols/quickstart.yaml")
+    protocol = vtrial.load_protocol(vtrial.example_protocol("quickstart"))
     result = vtrial.run_trial(protocol, out="runs/quickstart")
     result.arms, result.patients, result.samples()
 """
-from vtrial.protocol import ProtocolError, load_protocol
+from vtrial.data import example_protocol, example_protocols, package_version
+from vtrial.spec.protocol import ProtocolError
+from vtrial.trial import RunError, load_protocol, run_trial
 
-__version__ = "0.1.0"
-__all__ = ["load_protocol", "run_trial", "ProtocolError"]
-
-
-def run_trial(protocol, out=None, **kwargs):
-    """Run a trial (see ``vtrial.engine.run_trial``); imports Ray only when called."""
-    from vtrial.engine import run_trial as _run
-
-    return _run(protocol, out=out, **kwargs)
+__version__ = package_version()
+__all__ = ["load_protocol", "run_trial", "example_protocol", "example_protocols", "ProtocolError", "RunError",
+           "__version__"]

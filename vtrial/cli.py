@@ -1,22 +1,61 @@
-"""Command line: ``vtrial run | validate | report | train | eval`` (a thin layer over the Python API)."""
+"""Command line: ``vtrial run | validate | report | drugs | examples | train | eval | data | benchmark``
+(a thin layer over the Python API)."""
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+
+from vtrial.model.checkpoint import CheckpointError, load_checkpoint
+from vtrial.model.train import TrainConfig, train_and_save
+from vtrial.data import example_protocol, example_protocols, package_version
+from vtrial.outputs import store
+from vtrial.outputs.run_folder import RESOLVED
+from vtrial.outputs.tracking import log_training
+from vtrial.sources.physionet import DATABASES, download_database
+from vtrial.sources.study_table import load_clinical_table
+from vtrial.spec.drugs import HERG_MODELS, drug_table
+from vtrial.spec.protocol import ProtocolError
+from vtrial.spec.samplers import SAMPLERS
+from vtrial.stats.tdp import CATEGORY_NAMES
+from vtrial.studies.ecgrdvq_benchmark import lodo_potency_ratios, plot_courses, run_benchmark
+from vtrial.studies.epk_fit import EXPOSURES, MAP_MODELS
+from vtrial.studies.worldmodel_eval import evaluate
+from vtrial.trial import RunError, analyse_run, load_protocol, run_trial
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Virtual drug trials on simulated ECGs.")
 console = Console(stderr=True)
+DATA_HELP = "folder where the protocol's relative cohort data paths (cohort.table, cohort.wfdb) are also looked up"
 
 
-def _load(path: Path):
-    from vtrial.protocol import ProtocolError, load_protocol
+def _version(value: bool):
+    if value:
+        print(f"vtrial {package_version()}")
+        raise typer.Exit()
 
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")):
+    """Virtual drug trials on simulated ECGs."""
+
+
+def _protocol_path(path: Path) -> Path:
+    """A protocol file, or the name of a shipped example (``vtrial examples``)."""
+    if not path.exists() and path.suffix == "" and path.name in example_protocols():
+        return example_protocol(path.name)
+    return path
+
+
+def _load(path: Path, data_dir: Path | None = None):
     try:
-        return load_protocol(path)
+        return load_protocol(path, data_dir)
     except ProtocolError as err:
         console.print(f"[red]invalid protocol[/red] {err.source}")
         for p in err.problems:
@@ -25,9 +64,11 @@ def _load(path: Path):
 
 
 @app.command()
-def validate(protocol: Path = typer.Argument(..., help="protocol YAML")):
+def validate(protocol: Path = typer.Argument(..., help="protocol YAML, or the name of a shipped example"),
+             data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP)):
     """Check a protocol; name every bad field with its path."""
-    p = _load(protocol)
+    protocol = _protocol_path(protocol)
+    p = _load(protocol, data)
     who = (f"{p.cohort.size} patients" if p.cohort.size is not None else
            f"every usable {'subject' if p.cohort.table else 'record'} of {p.cohort.table or p.cohort.wfdb}")
     console.print(f"[green]ok[/green] {protocol}: {p.name!r}, {len(p.arms)} arms, {who}, "
@@ -35,7 +76,7 @@ def validate(protocol: Path = typer.Argument(..., help="protocol YAML")):
 
 
 @app.command()
-def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
+def run(protocol: Path = typer.Argument(..., help="protocol YAML, or the name of a shipped example"),
         out: Optional[str] = typer.Option(None, "--out", help="output folder: a path, or a pyarrow filesystem URI "
                                           "(s3://, gs://, hdfs://, file://) on shared storage (default: the protocol's output.dir)"),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start Ray locally)"),
@@ -49,14 +90,12 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
                                     "(default: skipped and listed in cohort_report.json)"),
         tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
                                                    help="MLflow store when the protocol's tracking.uri is unset "
-                                                        "(default: sqlite file in the output folder)")):
+                                                        "(default: sqlite file in the output folder)"),
+        data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP)):
     """Run a trial: samples, patients and arms tables, report.html and one MLflow run under --out."""
-    from vtrial.engine import RunError, run_trial
-
-    p = _load(protocol)
+    protocol = _protocol_path(protocol)
+    p = _load(protocol, data)
     if herg_model is not None:
-        from vtrial.drugs import HERG_MODELS
-
         if herg_model not in HERG_MODELS:
             console.print(f"[red]error[/red] --herg-model {herg_model!r}: expected one of {', '.join(HERG_MODELS)}",
                           highlight=False)
@@ -64,7 +103,8 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML"),
         p = p.replace(herg_model=herg_model)
     try:
         result = run_trial(p, out=out, address=address, seed=seed, resume=resume, replicas=replicas,
-                           progress=not quiet, base_dir=protocol.parent, strict=strict, tracking_uri=tracking_uri)
+                                  progress=not quiet, base_dir=protocol.parent, strict=strict,
+                                  tracking_uri=tracking_uri, data_dir=data)
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1)
@@ -88,8 +128,6 @@ def show_result(an, name: str) -> None:
                       f"{r['score_ms']:.1f}", str(r["rank"]), str(r["invalid_samples"]))
     Console().print(table)
     if an.tdp is not None:
-        from vtrial.tdp import CATEGORY_NAMES
-
         t = Table(title="TdP risk category")
         for col in ("drug", "known", "predicted", "leave-one-drug-out"):
             t.add_column(col)
@@ -108,37 +146,56 @@ def show_result(an, name: str) -> None:
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a finished run's output folder")):
     """Recompute the tables from a run's samples and regenerate report.html and its PNGs (no sampling)."""
-    import yaml
-
-    from vtrial import store
-    from vtrial.analysis import analyse
-    from vtrial.engine import RESOLVED, write_tables
-    from vtrial.protocol import Protocol
-    from vtrial.report import write_report
-
-    resolved = run_dir / RESOLVED
-    if not resolved.is_file() or not (run_dir / store.SAMPLES).is_dir():
+    if not (run_dir / RESOLVED).is_file() or not (run_dir / store.SAMPLES).is_dir():
         console.print(f"[red]error[/red] {run_dir}: not a vtrial run folder ({RESOLVED} or {store.SAMPLES} missing)",
                       highlight=False)
         raise typer.Exit(2)
-    p = Protocol.model_validate(yaml.safe_load(resolved.read_text()))
-    an = analyse(p, store.scan_samples(run_dir))
-    paths = write_tables(run_dir, p, an) + write_report(run_dir, p, an)
+    p, an, paths = analyse_run(run_dir)
     show_result(an, p.name)
     console.print(f"wrote {', '.join(str(x.name) for x in paths)} in {run_dir}")
 
 
 @app.command()
+def drugs(herg_model: str = typer.Option("static", "--herg-model", help="static (Hill) or dynamic (CiPA "
+                                         "dynamic hERG model, for drugs with binding kinetics)")):
+    """List the built-in drugs: the channels they block, their PK, hERG kinetics and sources."""
+    if herg_model not in HERG_MODELS:
+        console.print(f"[red]error[/red] --herg-model {herg_model!r}: expected one of {', '.join(HERG_MODELS)}",
+                      highlight=False)
+        raise typer.Exit(2)
+    rows = drug_table(herg_model)
+    t = Table(title=f"built-in drugs ({len(rows)}); IC50s in nM")
+    for col in ("drug", "TdP risk", "channels blocked (IC50 nM)", "free Cmax (nM)", "PK", "hERG kinetics", "sources"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["drug"], r["tdp_risk"], r["channels"], r["free_cmax_nM"], r["pk"], r["herg_kinetics"], r["sources"])
+    Console().print(t)
+
+
+@app.command()
+def examples(name: Optional[str] = typer.Argument(None, help="print this example protocol's YAML")):
+    """List the example protocols shipped with vtrial, or print one (to start your own from)."""
+    if name is None:
+        for n in example_protocols():
+            print(n)
+        return
+    try:
+        print(example_protocol(name).read_text(), end="")
+    except FileNotFoundError as err:
+        console.print(f"[red]error[/red] {err}", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
 def train(config: Path = typer.Argument(..., help="training config YAML (see vtrial/data/train_worldmodel.yaml)")):
     """Train the ECG world model on the built-in corpus; logs one MLflow run."""
-    from vtrial.model.train import TrainConfig, train_and_save
-
     try:
         cfg = TrainConfig.from_yaml(config)
     except (ValueError, TypeError, FileNotFoundError) as err:
         console.print(f"[red]invalid config[/red] {err}", highlight=False)
         raise typer.Exit(2)
     out, history = train_and_save(cfg, log=lambda d: console.print(d, highlight=False))
+    log_training(out, asdict(cfg), history, Path(cfg.tracking_dir), cfg.tracking_uri, cfg.experiment)
     console.print(f"checkpoint {out}; {history}")
 
 
@@ -153,11 +210,6 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
           temperature: Optional[float] = typer.Option(None, "--temperature",
                                                       help="noise temperature (default: the checkpoint's)")):
     """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""
-    import json
-
-    from vtrial.model.evaluate import evaluate
-    from vtrial.model.worldmodel import CheckpointError, load_checkpoint
-
     ablation = ablation or checkpoint.with_name(checkpoint.stem + "_ablation" + checkpoint.suffix)
     try:
         model = load_checkpoint(checkpoint)
@@ -184,10 +236,6 @@ def data_download(database: str = typer.Argument(..., help="ecgrdvq or ecgdmmld"
                                                help="a PhysioNet mirror (BASE/content/DB/, BASE/files/DB/VERSION/)"),
                   retries: int = typer.Option(3, "--retries", min=1, help="attempts per record")):
     """Download a PhysioNet database with wfdb's downloader: resumable, with progress."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from vtrial.physionet import DATABASES, download_database
-
     if database not in DATABASES:
         console.print(f"[red]error[/red] unknown database {database!r}; known: {', '.join(sorted(DATABASES))}",
                       highlight=False)
@@ -228,7 +276,7 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   folds: int = typer.Option(4, "--folds", min=2),
                   seed: int = typer.Option(0, "--seed", help="seed of the samples and the added noise (the "
                                            "subjects' split has its own, fixed)"),
-                  sampler: list[str] = typer.Option(["worldmodel", "mechanistic"], "--sampler",
+                  sampler: list[str] = typer.Option(list(reversed(SAMPLERS)), "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
                   max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
                   draws: Optional[int] = typer.Option(None, "--draws", min=1, help="draws of each test subject's drug "
@@ -252,22 +300,15 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                                                "centred on 1) with the map; a drug left out takes the others' "
                                                "geometric mean")):
     """The FDA four-drug study as a held-out benchmark: OUT/ecgrdvq.json and OUT/ecgrdvq_ddqtcf.png."""
-    import json
-
-    from vtrial.benchmark_ecgrdvq import lodo_potency_ratios, plot_courses, run_benchmark
-    from vtrial.ecgrdvq import load_clinical_table
-
     name = "SCR-002.Clinical.Data.csv"
     table_path = next((p for p in (data / name, data / "ecgrdvq" / name) if p.is_file()), None)
     if table_path is None:
         console.print(f"[red]error[/red] {name} not found in {data} or {data / 'ecgrdvq'}", highlight=False)
         raise typer.Exit(2)
-    unknown = sorted(set(sampler) - {"worldmodel", "mechanistic"})
+    unknown = sorted(set(sampler) - set(SAMPLERS))
     if unknown:
-        console.print(f"[red]error[/red] unknown sampler {unknown}; available: worldmodel, mechanistic", highlight=False)
+        console.print(f"[red]error[/red] unknown sampler {unknown}; available: {', '.join(SAMPLERS)}", highlight=False)
         raise typer.Exit(2)
-    from vtrial.epk_fit import EXPOSURES, MAP_MODELS
-
     if exposure not in EXPOSURES:
         console.print(f"[red]error[/red] --exposure {exposure!r}; available: {', '.join(EXPOSURES)}", highlight=False)
         raise typer.Exit(2)
@@ -276,8 +317,6 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
             console.print(f"[red]error[/red] {flag} {value!r}; available: {', '.join(MAP_MODELS)}", highlight=False)
             raise typer.Exit(2)
     if checkpoint is not None:
-        from vtrial.model.worldmodel import CheckpointError, load_checkpoint
-
         try:
             load_checkpoint(checkpoint)
         except CheckpointError as exc:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vtrial.cohort import load_population, sample_cohort
-from vtrial.drugs import get_drug, known_drugs
+from vtrial.sources.population import builtin_population, load_population, sample_cohort
+from vtrial.spec.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import beat_times_s, ecgsyn_beat
 from vtrial.physiology.epk import apply_shifts, default_coefficients, interval_shifts
 from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_DRUGS, delta_apd90_ms
 from vtrial.physiology.waves import Waves
-from vtrial.protocol import COHORTS_DIR
 
 FS_HZ = 250.0
 WINDOW_S = (-0.4, 0.8)
@@ -174,7 +173,7 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     jitter_rng = np.random.default_rng([seed, 0x7177])
     virtual_rng = np.random.default_rng([seed, 0x1A7])
     drugs = list(drugs if drugs is not None else [d for d in known_drugs() if d not in HELDOUT_DRUGS])
-    cohort = sample_cohort(load_population(COHORTS_DIR / f"{population}.yaml"), n, seed)
+    cohort = sample_cohort(load_population(builtin_population(population)), n, seed)
     which = rng.integers(0, len(drugs), n)
     multiple = np.exp(rng.uniform(np.log(0.1), np.log(max_multiple), n)) * (rng.random(n) > 0.15)
     block = np.zeros((n, len(CHANNELS)))

@@ -26,7 +26,7 @@ import torch
 
 
 @dataclass(frozen=True)
-class Schedule:
+class NoiseSchedule:
     """Cosine schedule (Nichol & Dhariwal 2021) over ``n_steps`` training steps."""
 
     n_steps: int = 200
@@ -44,7 +44,7 @@ def energy(z0_hat: torch.Tensor, prior_latent: torch.Tensor) -> torch.Tensor:
     return ((z0_hat - prior_latent) ** 2).mean(dim=1)
 
 
-def training_loss(eps_fn, z0: torch.Tensor, prior_latent: torch.Tensor, schedule: Schedule, lambda0: float,
+def training_loss(eps_fn, z0: torch.Tensor, prior_latent: torch.Tensor, schedule: NoiseSchedule, lambda0: float,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """L = E‖ε − ε̂‖²/D + λ(t)·E_ϕ(ẑ_0) with λ(t) = λ_0·ᾱ_t; returns (loss, parts)."""
     b = z0.shape[0]
@@ -64,12 +64,12 @@ def training_loss(eps_fn, z0: torch.Tensor, prior_latent: torch.Tensor, schedule
     return loss, parts
 
 
-def ddim_timesteps(schedule: Schedule, n_sample_steps: int) -> list[int]:
+def ddim_timesteps(schedule: NoiseSchedule, n_sample_steps: int) -> list[int]:
     return torch.linspace(schedule.n_steps - 1, 0, n_sample_steps).round().long().tolist()
 
 
 @torch.no_grad()
-def ddim_sample(eps_fn, noise: torch.Tensor, schedule: Schedule, n_sample_steps: int, eta: float = 0.0,
+def ddim_sample(eps_fn, noise: torch.Tensor, schedule: NoiseSchedule, n_sample_steps: int, eta: float = 0.0,
                 prior_latent: torch.Tensor | None = None, gamma: float = 0.0, clip: float = 4.0) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) with an optional energy-guidance step on ẑ_0.
 

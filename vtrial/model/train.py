@@ -19,7 +19,9 @@ from torch import nn
 
 from vtrial.model.corpus import make_pairs
 from vtrial.model.diffusion import training_loss
-from vtrial.model.worldmodel import WorldModel
+from vtrial.model.checkpoint import save_checkpoint
+from vtrial.model.network import WorldModel
+from vtrial.model.wfdb_corpus import pairs_from_wfdb
 
 # defaults: the shipped checkpoint's configuration (see vtrial/data/worldmodel.md)
 @dataclass
@@ -88,8 +90,6 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
     if cfg.data == "wfdb":
-        from vtrial.model.wfdb_corpus import pairs_from_wfdb
-
         if not cfg.metadata or not cfg.records_dir:
             raise ValueError("data: wfdb needs metadata and records_dir")
         pairs, skipped = pairs_from_wfdb(cfg.metadata, cfg.records_dir, cfg.lead)
@@ -169,20 +169,7 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
 
 
 def train_and_save(cfg: TrainConfig, log=print) -> tuple[Path, dict]:
-    """Train, save the checkpoint (with its config) and log one MLflow run."""
+    """Train and save the checkpoint (with its config and history in ``extra``)."""
     model, history = train(cfg, log)
-    out = model.save(cfg.out, extra={"train_config": asdict(cfg), "history": history})
-    import mlflow
-
-    out_dir = Path(cfg.tracking_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(cfg.tracking_uri or f"sqlite:///{out_dir / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(cfg.experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        cfg.experiment, artifact_location=None if cfg.tracking_uri else (out_dir / "mlartifacts").as_uri())
-    with mlflow.start_run(experiment_id=exp_id, run_name=Path(cfg.out).stem):
-        mlflow.log_params({k: str(v) for k, v in asdict(cfg).items()})
-        mlflow.log_metrics({k: float(v) for k, v in history.items() if np.isfinite(v)})
-        mlflow.log_artifact(str(out))
+    out = save_checkpoint(model, cfg.out, extra={"train_config": asdict(cfg), "history": history})
     return out, history

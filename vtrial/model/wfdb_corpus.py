@@ -18,9 +18,9 @@ import torch
 import wfdb
 from scipy.signal import resample_poly
 
-from vtrial.drugs import get_drug
-from vtrial.ecgrdvq import load_clinical_table
-from vtrial.median_beat import median_beat
+from vtrial.spec.drugs import get_drug
+from vtrial.sources.study_table import load_clinical_table
+from vtrial.signal.median_beat import median_beat
 from vtrial.model.corpus import FS_HZ, N_SAMPLES, WINDOW_S, Pairs, action_vector, covariate_vector
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import ecgsyn_beat

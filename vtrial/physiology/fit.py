@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vtrial.measure import measure
+from vtrial.signal.measure import measure
 from vtrial.physiology.checks import check_positive
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.waves import Waves

@@ -11,7 +11,7 @@ unit and time. ``scripts/fit_ord_surrogate.py`` simulates a design of block vect
 block curves over concentration plus random multichannel blocks), and fits a 7→32→32→1 tanh network to
 log(APD90 / APD90 without block). ``vtrial/data/ord_apd90.json`` holds the network, the control APD90,
 the pacing and the fit's held-out error; ``vtrial/data/ord_apd90_design.csv`` the simulated design.
-The design's domain (``drug_curve_blocks``, ``random_blocks``) keeps hERG block ≤ 0.9 on the drug
+The design's domain (``vtrial.spec.drugs.drug_curve_blocks``, ``random_blocks``) keeps hERG block ≤ 0.9 on the drug
 curves and ≤ 0.85 on random vectors, where the paced cell still repolarizes; beyond that the network
 extrapolates, and the cell itself would be heading for repolarization failure. Pure computation (NumPy).
 """
@@ -27,23 +27,6 @@ from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.checks import check_fraction
 
 MAX_HERG_BLOCK_DRUGS, MAX_HERG_BLOCK_RANDOM = 0.9, 0.85
-
-
-def drug_curve_blocks(multiples_of_cmax) -> list[tuple[str, float, np.ndarray]]:
-    """(drug, free nM, block (7,)) for each library drug with a free Cmax at these multiples of it, where its
-    hERG block stays ≤ ``MAX_HERG_BLOCK_DRUGS``."""
-    from vtrial.drugs import get_drug, known_drugs
-
-    rows = []
-    for name in known_drugs():
-        d = get_drug(name)
-        if d.free_cmax_nM is None or not d.free_cmax_nM > 0:
-            continue
-        for c in d.free_cmax_nM * np.asarray(multiples_of_cmax, float):
-            b = d.block(c)
-            if b[0] <= MAX_HERG_BLOCK_DRUGS:
-                rows.append((name, float(c), b))
-    return rows
 
 
 def random_blocks(n: int, rng: np.random.Generator) -> np.ndarray:

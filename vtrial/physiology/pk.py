@@ -32,7 +32,7 @@ ROUTES = ("oral", "iv_bolus", "iv_infusion")
 
 
 @dataclass(frozen=True)
-class Dose:
+class DoseEvent:
     """One administration: ``amount_mg`` at ``time_h``; an infusion lasts ``duration_h``."""
 
     time_h: float
@@ -51,7 +51,7 @@ class Dose:
 
 
 def regimen(amount_mg: float, route: Route = "oral", start_h: float = 0.0, interval_h: float | None = None,
-            count: int = 1, duration_h: float = 0.0) -> list[Dose]:
+            count: int = 1, duration_h: float = 0.0) -> list[DoseEvent]:
     """``count`` doses of ``amount_mg`` every ``interval_h`` hours from ``start_h``."""
     if count < 1:
         raise ValueError(f"count = {count!r} must be >= 1")
@@ -59,7 +59,7 @@ def regimen(amount_mg: float, route: Route = "oral", start_h: float = 0.0, inter
         if interval_h is None:
             raise ValueError("interval_h is required when count > 1")
         check_positive("interval_h", interval_h)
-    return [Dose(start_h + i * (interval_h or 0.0), amount_mg, route, duration_h) for i in range(count)]
+    return [DoseEvent(start_h + i * (interval_h or 0.0), amount_mg, route, duration_h) for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class Exposure:
     conc_effect_free_nM: np.ndarray
 
 
-def concentrations(params: PKParams, doses: Iterable[Dose], times_h, validate: bool = True) -> Exposure:
+def concentrations(params: PKParams, doses: Iterable[DoseEvent], times_h, validate: bool = True) -> Exposure:
     """Exact concentration–time profiles of B patients under a dosing regimen.
 
     Parameters

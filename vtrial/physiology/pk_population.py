@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
-from vtrial.physiology.pk import Dose, PKParams, concentrations
+from vtrial.physiology.pk import DoseEvent, PKParams, concentrations
 
 # θ: log ka, log CL, log V1, lag (h), then log Q, log V2 for two compartments
 THETA_LOWER = np.array([-5.0, -5.0, -3.0, 0.0, -5.0, -3.0])
@@ -30,7 +30,7 @@ def simulate_mg_l(theta, omega, z: np.ndarray, dose_mg: float, times_h) -> np.nd
     p = PKParams(ka_per_h=np.exp(th[0] + w[0] * z[0]), cl_l_h=np.exp(th[1] + w[1] * z[1]),
                  v1_l=np.exp(th[2] + w[2] * z[2]), tlag_h=th[3], q_l_h=np.exp(th[4]) if two else 0.0,
                  v2_l=np.exp(th[5]) if two else 1.0, fu=1.0, mw_g_mol=1e6)  # with MW 1e6 g/mol, nM = mg/L
-    return concentrations(p, [Dose(0.0, dose_mg, "oral")], times_h, validate=False).conc_total_nM
+    return concentrations(p, [DoseEvent(0.0, dose_mg, "oral")], times_h, validate=False).conc_total_nM
 
 
 def fit_population_moments(times_h, mean_mg_l, sd_mg_l, dose_mg: float, theta0, draws: int = 500,
