@@ -13,6 +13,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny world model trained in seconds (shared by the model, sampling and studies tests): (model,
+    training history, checkpoint path)."""
+    from vtrial.model.checkpoint import save_checkpoint
+    from vtrial.model.train import TrainConfig, train
+
+    cfg = TrainConfig(n_pairs=300, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50,
+                      ae_steps=60, diffusion_train_steps=60, batch_size=64, lambda0=0.1)
+    model, history = train(cfg, log=lambda d: None)
+    path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    return model, history, path
+
+
 def _listening_addresses(processes) -> set[str]:
     import psutil
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from vtrial.outputs import store
-from vtrial.trial import run_trial
 from vtrial.spec.protocol import parse_protocol
+from vtrial.trial import run_trial
 
 BIN = Path(sys.executable).parent
 KEY = ["arm_idx", "patient", "time_idx", "sample"]

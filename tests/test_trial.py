@@ -12,8 +12,8 @@ import pytest
 from vtrial.outputs import store
 from vtrial.outputs.report import example_beats
 from vtrial.signal.measure import measure
-from vtrial.trial import RunError, run_trial
 from vtrial.spec.protocol import parse_protocol
+from vtrial.trial import RunError, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

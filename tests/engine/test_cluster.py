@@ -2,11 +2,10 @@
 work over both nodes."""
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
-
-import secrets
 
 import pytest
 import yaml

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from vtrial.engine.dispatch import DispatchError, run_batches
 from vtrial.engine.cluster import start_local_ray
+from vtrial.engine.dispatch import DispatchError, run_batches
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from vtrial.outputs import store
-from vtrial.sources.locate import load_cohort
 from vtrial.engine.cluster import start_local_ray
-from vtrial.trial import run_trial
-from vtrial.spec.exposure import arm_exposure
-from vtrial.spec.protocol import parse_protocol
 from vtrial.engine.replica import sample_in_chunks, units_per_call
 from vtrial.sampling.mechanistic import MechanisticSampler
-from vtrial.spec.work_units import UnitPlan, unit_table
+from vtrial.sources.locate import load_cohort
+from vtrial.spec.protocol import parse_protocol
+from vtrial.spec.work_units import UnitPlan
+from vtrial.trial import run_trial
 
 SMALL = {
     "name": "placement", "seed": 11,
@@ -123,27 +121,5 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing():
         sample_in_chunks(Broken(), units, 9, max_units=16)
 
 
-def test_unit_plan_batches_equal_the_full_table():
-    p, cohort, plan = _units()
-    conc, block = zip(*(arm_exposure(p, arm, cohort.size) for arm in p.arms))
-    full = unit_table(cohort, np.stack(conc), np.stack(block), p.schedule.times_h)
-    assert len(plan) == len(full["patient"]) == 2 * 4 * 3
-    plan = UnitPlan(p, cohort, cache_arms=1)  # every arm switch recomputes: same values
-    for sl in (slice(0, 5), slice(5, 13), slice(13, 24)):
-        part = plan.batch(sl)
-        for k in full:
-            np.testing.assert_array_equal(part[k], full[k][sl], err_msg=k)
-    one = plan.patient(2)
-    assert set(one["patient"]) == {2} and len(one["patient"]) == 2 * 3
 
 
-def test_resume_check_drops_short_and_unreadable_parts(tmp_path):
-    rows = {"arm_idx": np.zeros(4, np.int32), "patient": np.arange(4, dtype=np.int32), "x": np.ones(4)}
-    for i in range(3):
-        store.write_part(tmp_path, i, rows, ["placebo"], "h", 1)
-    store.part_path(tmp_path, 1).write_bytes(b"PAR1 torn")
-    stray = store.part_path(tmp_path, 3).with_suffix(".tmp")
-    stray.write_bytes(b"half")
-    dropped = store.drop_bad_parts(tmp_path, {0: 4, 1: 4, 2: 5})
-    assert dropped == [1, 2]  # 1 unreadable, 2 has 4 rows where its batch has 5
-    assert store.done_parts(tmp_path) == {0} and not stray.exists()

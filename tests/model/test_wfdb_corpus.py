@@ -5,13 +5,13 @@ import pytest
 import torch
 import wfdb
 
-from vtrial.spec.drugs import get_drug
 from vtrial.model.train import TrainConfig, train
 from vtrial.model.wfdb_corpus import pairs_from_wfdb
 from vtrial.physiology.block import hill_block
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block
 from vtrial.physiology.waves import Waves
+from vtrial.spec.drugs import get_drug
 
 FS = 500
 

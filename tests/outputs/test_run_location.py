@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from vtrial.outputs import store
-from vtrial.trial import RunError, run_trial
 from vtrial.outputs.run_location import RunLocation
 from vtrial.spec.protocol import parse_protocol
+from vtrial.trial import RunError, run_trial
 
 SMALL = {
     "name": "on-a-uri", "seed": 21,

@@ -2,11 +2,17 @@
 import numpy as np
 import pytest
 
-from vtrial.signal.measure import measure
 from vtrial.physiology.block import CHANNELS
-from vtrial.physiology.epk import (EpkCoefficients, apply_block, default_coefficients, effective_block, interval_shifts,
-                                  prior_beat)
+from vtrial.physiology.epk import (
+    EpkCoefficients,
+    apply_block,
+    default_coefficients,
+    effective_block,
+    interval_shifts,
+    prior_beat,
+)
 from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import measure
 
 FS = 1000.0
 COEF = EpkCoefficients(jtpeak_ms={"hERG": 120.0, "ICaL": -100.0, "INaL": -100.0}, tpte_ms={"hERG": 100.0},

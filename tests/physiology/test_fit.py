@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from vtrial.signal.measure import measure
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.fit import fit_waves, waves_for_intervals
 from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import measure
 
 
 def test_waves_for_intervals_hits_targets():

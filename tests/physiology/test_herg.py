@@ -4,10 +4,20 @@ import pytest
 from scipy.linalg import expm
 
 from vtrial.data import example_protocol
-from vtrial.spec.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS, hill_block
-from vtrial.physiology.herg import (FREE, GRID_LOG10_NM, STATES, HergBinding, action_potential_mv, block_curve,
-                                    dynamic_block, ikr_charge, rate_matrices, steady_state_block)
+from vtrial.physiology.herg import (
+    FREE,
+    GRID_LOG10_NM,
+    STATES,
+    HergBinding,
+    action_potential_mv,
+    block_curve,
+    dynamic_block,
+    ikr_charge,
+    rate_matrices,
+    steady_state_block,
+)
+from vtrial.spec.drugs import get_drug, known_drugs
 
 SLOW = dict(kmax=50.0, ku_per_ms=2e-5, n=1.0, halfmax=200.0)  # dofetilide-like: slow unbinding
 

@@ -66,9 +66,9 @@ def test_measured_concentrations_per_subject(shared_data):
 
 
 def test_fit_data_with_measured_exposure(shared_data):
+    from vtrial.physiology.epk import default_coefficients
     from vtrial.sources.study_table import load_clinical_table
     from vtrial.studies.epk_fit import DRUGS, _changes, observed
-    from vtrial.physiology.epk import default_coefficients
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     data = observed(table, exposure="measured")
@@ -83,9 +83,9 @@ def test_fit_data_with_measured_exposure(shared_data):
 def test_fit_ke0_recovers_the_shipped_delay_for_the_shipped_map(shared_data):
     """The shipped map and delays were fitted jointly; fitting dofetilide's delay alone for that map lands
     on the same optimum."""
+    from vtrial.physiology.epk import default_coefficients
     from vtrial.sources.study_table import load_clinical_table
     from vtrial.studies.epk_fit import fit_ke0, observed
-    from vtrial.physiology.epk import default_coefficients
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     coef = default_coefficients()

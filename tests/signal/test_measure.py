@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from vtrial.signal.measure import INTERVALS, measure
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import INTERVALS, measure
 
 FS = 500.0
 

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from vtrial.spec.drugs import Drug, get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
+from vtrial.spec.drugs import Drug, get_drug, known_drugs
 
 
 def test_twelve_cipa_training_drugs_with_categories():

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vtrial.data import example_protocol
-from vtrial.studies.ecgrdvq_benchmark import split_subjects
 from vtrial.cli import app
-from vtrial.trial import run_trial
-from vtrial.spec.protocol import parse_protocol
+from vtrial.data import example_protocol
 from vtrial.model.checkpoint import save_checkpoint
+from vtrial.spec.protocol import parse_protocol
+from vtrial.studies.ecgrdvq_benchmark import split_subjects
+from vtrial.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[2]
 DRUG_KEYS = {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms", "lodo_peak_ddqtcf_error_ms", "cqtc"}
@@ -81,8 +81,8 @@ def test_benchmark_names_a_missing_table(tmp_path):
 def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_data):
     import numpy as np
 
-    from vtrial.studies.ecgrdvq_benchmark import DRAW_KEY, TREATMENTS, _units
     from vtrial.sources.study_table import load_clinical_table
+    from vtrial.studies.ecgrdvq_benchmark import DRAW_KEY, TREATMENTS, _units
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     times = np.array(sorted(table["time_h"].unique().to_list()))
@@ -115,9 +115,9 @@ def test_each_sample_has_its_own_draw_of_the_subjects_sensitivity_by_default(sha
     """Independent samples of a test subject's predictive distribution (what coverage and the fair CRPS
     assume): by default every sample is its own work unit, with its own sensitivity draw; ``draws`` fewer
     than the samples spreads them over that many units, several samples each."""
-    from vtrial.studies.ecgrdvq_benchmark import simulate
-    from vtrial.sources.study_table import load_clinical_table
     from vtrial.physiology.epk import default_coefficients
+    from vtrial.sources.study_table import load_clinical_table
+    from vtrial.studies.ecgrdvq_benchmark import simulate
 
     table, _ = load_clinical_table(shared_data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     ke0 = {"dofetilide": 3.0, "quinidine": 5.0, "ranolazine": 0.5, "verapamil": 1.0}

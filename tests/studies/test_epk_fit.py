@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vtrial.studies.epk_calibration import population_block
 from vtrial.spec.drugs import get_drug
+from vtrial.studies.epk_calibration import population_block
 
 
 def test_potency_is_the_ic50s_divided_by_it():
@@ -51,8 +51,8 @@ def test_a_tight_prior_keeps_the_potencies_at_one(table, monkeypatch):
 def test_potency_for_peak_finds_the_potency_behind_a_peak_and_none_out_of_reach(table):
     from copy import deepcopy
 
-    from vtrial.studies.epk_fit import _changes, observed, potency_for_peak
     from vtrial.physiology.epk import default_coefficients
+    from vtrial.studies.epk_fit import _changes, observed, potency_for_peak
 
     data = observed(table, None, ("dofetilide",), exposure="measured")
     coef, ke0 = default_coefficients(), 3.0
