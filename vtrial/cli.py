@@ -165,11 +165,15 @@ def drugs(herg_model: str = typer.Option("static", "--herg-model", help="static 
         raise typer.Exit(2)
     rows = drug_table(herg_model)
     t = Table(title=f"built-in drugs ({len(rows)}); IC50s in nM")
-    for col in ("drug", "TdP risk", "channels blocked (IC50 nM)", "free Cmax (nM)", "PK", "hERG kinetics", "sources"):
+    for col in ("drug", "TdP risk", "channels blocked (IC50 nM)", "free Cmax (nM)", "PK", "hERG kinetics"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        t.add_row(r["drug"], r["tdp_risk"], r["channels"], r["free_cmax_nM"], r["pk"], r["herg_kinetics"], r["sources"])
-    Console().print(t)
+        t.add_row(r["drug"], r["tdp_risk"], r["channels"], r["free_cmax_nM"], r["pk"], r["herg_kinetics"])
+    out = Console()
+    out.print(t)
+    out.print("sources", style="bold")
+    for r in rows:
+        out.print(f"  {r['drug']}: {r['sources']}", highlight=False)
 
 
 @app.command()

@@ -105,3 +105,17 @@ def test_no_vtrial_import_inside_a_function_except_the_engine_for_a_run():
     hidden = sorted((name, m) for name, (path, tree) in MODULES.items() for m, inner in _imports(name, path, tree)
                     if inner and m.startswith("vtrial") and (name, m) not in allowed)
     assert not hidden, hidden
+
+
+def test_every_module_has_a_test_file_of_its_own():
+    """tests/ mirrors the package: vtrial/STAGE/NAME.py is tested in tests/STAGE/test_NAME.py."""
+    tests = PACKAGE.parent / "tests"
+    missing = []
+    for name, (path, _) in MODULES.items():
+        if path.name == "__init__.py":
+            continue
+        rel = path.relative_to(PACKAGE)
+        expected = tests / rel.parent / f"test_{rel.stem}.py"
+        if not expected.is_file():
+            missing.append(str(expected.relative_to(tests.parent)))
+    assert not missing, missing

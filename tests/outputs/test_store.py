@@ -1,6 +1,7 @@
 """The Parquet store: parts written whole, checked before a resume, kept beats beside them."""
 
 import numpy as np
+import pytest
 
 from vtrial.outputs import store
 
@@ -15,3 +16,24 @@ def test_resume_check_drops_short_and_unreadable_parts(tmp_path):
     dropped = store.drop_bad_parts(tmp_path, {0: 4, 1: 4, 2: 5})
     assert dropped == [1, 2]  # 1 unreadable, 2 has 4 rows where its batch has 5
     assert store.done_parts(tmp_path) == {0} and not stray.exists()
+
+
+def test_kept_beats_are_written_beside_their_part_and_read_in_order(tmp_path):
+    rows = {"arm_idx": np.array([1, 0], np.int32), "patient": np.zeros(2, np.int32),
+            "time_idx": np.array([0, 0], np.int32), "time_h": np.zeros(2), "sample": np.zeros(2, np.int32)}
+    beats = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
+    assert store.read_beats(tmp_path) is None
+    path = store.write_beats_part(tmp_path, 4, rows, beats, 250.0, ["placebo", "drug"])
+    assert path == store.beats_part_path(tmp_path, 4) and not list(path.parent.glob("*.tmp"))
+    got = store.read_beats(tmp_path)
+    assert got["arm"].to_list() == ["placebo", "drug"]  # sorted by arm index
+    assert got["beat_mv"].to_list()[0] == pytest.approx([0.4, 0.5, 0.6]) and got["fs_hz"][0] == 250.0
+
+
+def test_a_dropped_part_takes_its_beats_with_it(tmp_path):
+    rows = {"arm_idx": np.zeros(2, np.int32), "patient": np.zeros(2, np.int32), "time_idx": np.zeros(2, np.int32),
+            "time_h": np.zeros(2), "sample": np.arange(2, dtype=np.int32)}
+    store.write_beats_part(tmp_path, 0, rows, np.zeros((2, 3), np.float32), 500.0, ["placebo"])
+    store.write_part(tmp_path, 0, {k: rows[k] for k in ("arm_idx", "patient")}, ["placebo"], "h", 1)
+    assert store.drop_bad_parts(tmp_path, {0: 3}) == [0]  # wrong row count
+    assert not store.beats_part_path(tmp_path, 0).exists() and store.read_beats(tmp_path) is None

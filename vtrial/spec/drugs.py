@@ -188,6 +188,11 @@ def drug_curve_blocks(multiples_of_cmax) -> list[tuple[str, float, np.ndarray]]:
     return rows
 
 
+def _plain(v: float) -> str:
+    """A concentration as people write it: 3 significant digits, thousands separated, no exponent."""
+    return f"{float(f'{v:.3g}'):,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def drug_table(herg_model: str = "static") -> list[dict[str, str]]:
     """One row of text per built-in drug (``vtrial drugs``): TdP risk, the channels it blocks with their
     IC50s, free Cmax, whether it carries PK and hERG binding kinetics, and its sources."""
@@ -195,7 +200,7 @@ def drug_table(herg_model: str = "static") -> list[dict[str, str]]:
     kinetics = _herg_kinetics()
     for name in known_drugs():
         d = get_drug(name, herg_model)
-        blocked = [f"{ch} {v:.3g}" for ch, v in d.ic50_nM.items() if v is not None and v > 0]
+        blocked = [f"{ch} {_plain(v)}" for ch, v in d.ic50_nM.items() if v is not None and v > 0]
         rows.append({
             "drug": name, "tdp_risk": d.tdp_label or "—",
             "channels": ", ".join(blocked) or "none",
