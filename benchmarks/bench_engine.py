@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from vtrial.sampling.registry import make_sampler
-from vtrial.trial import build_units, run_trial
 from vtrial.spec.work_units import batch_slices, take
-from vtrial.trial import load_protocol
+from vtrial.trial import build_units, load_protocol, run_trial
 
 TARGET_OVERHEAD = 0.15
 

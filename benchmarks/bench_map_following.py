@@ -23,14 +23,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from vtrial.sources.population import builtin_population, load_population, sample_cohort
-from vtrial.spec.drugs import get_drug
-from vtrial.signal.measure import measure
-from vtrial.model.corpus import FS_HZ, WINDOW_S, rich_effects
 from vtrial.model.checkpoint import DEFAULT_CHECKPOINT
-from vtrial.sampling.worldmodel import WorldModelSampler
+from vtrial.model.corpus import FS_HZ, WINDOW_S, rich_effects
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
+from vtrial.sampling.worldmodel import WorldModelSampler
+from vtrial.signal.measure import measure
+from vtrial.sources.population import builtin_population, load_population, sample_cohort
+from vtrial.spec.drugs import get_drug
 
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil", "bepridil")
 MULTIPLES = (1.0, 4.0)

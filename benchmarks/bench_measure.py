@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, varied_waves  # noqa: E402
 
+from vtrial.physiology.ecgsyn import ecgsyn_beat  # noqa: E402
 from vtrial.signal.measure import measure  # noqa: E402
 from vtrial.signal.median_beat import median_beat  # noqa: E402
-from vtrial.physiology.ecgsyn import ecgsyn_beat  # noqa: E402
 
 TARGET_SPEEDUP = 500.0
 TARGET_QT_MS = 20.0

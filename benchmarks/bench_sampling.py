@@ -22,8 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of  # noqa: E402
 
-from vtrial.model.corpus import make_pairs  # noqa: E402
 from vtrial.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from vtrial.model.corpus import make_pairs  # noqa: E402
 
 TARGET = 0.25
 

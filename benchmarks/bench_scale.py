@@ -32,11 +32,11 @@ from pathlib import Path
 
 import torch
 
-from vtrial.sources.locate import load_cohort
 from vtrial.sampling.registry import make_sampler
-from vtrial.trial import run_trial
+from vtrial.sources.locate import load_cohort
 from vtrial.spec.protocol import parse_protocol
 from vtrial.spec.work_units import UnitPlan, batch_slices
+from vtrial.trial import run_trial
 
 TARGETS = {"scaling_2_over_1": 1.6, "ray_overhead_fraction": 0.10, "driver_rss_ratio_10x": 1.5}
 

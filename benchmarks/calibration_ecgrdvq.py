@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from vtrial.studies.epk_calibration import interval_changes, mean_sensitivity, mean_subject, population_block
-from vtrial.sources.population import real_subject_sensitivity_cv
-from vtrial.spec.drugs import get_drug
-from vtrial.sources.study_table import load_clinical_table, placebo_corrected
 from vtrial.physiology.epk import default_coefficients
+from vtrial.sources.population import real_subject_sensitivity_cv
+from vtrial.sources.study_table import load_clinical_table, placebo_corrected
+from vtrial.spec.drugs import get_drug
+from vtrial.studies.epk_calibration import interval_changes, mean_sensitivity, mean_subject, population_block
 
 DRUGS = {"dofetilide": "Dofetilide", "quinidine": "Quinidine Sulph", "ranolazine": "Ranolazine", "verapamil": "Verapamil HCL"}
 TARGET_MS = 10.0

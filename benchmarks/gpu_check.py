@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of  # noqa: E402
+from bench_scale import n_samples  # noqa: E402
+from bench_scale import protocol as scale_protocol
 
-from bench_scale import n_samples, protocol as scale_protocol  # noqa: E402
-
-from vtrial.sources.locate import load_cohort  # noqa: E402
 from vtrial.engine.cluster import start_local_ray  # noqa: E402
-from vtrial.trial import run_trial
+from vtrial.sources.locate import load_cohort  # noqa: E402
 from vtrial.spec.work_units import UnitPlan  # noqa: E402
+from vtrial.trial import run_trial
 
 
 def protocol(patients: int, replicas: int, gpus: float, batch: int):

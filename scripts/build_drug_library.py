@@ -24,10 +24,10 @@ import numpy as np
 import polars as pl
 from scipy.optimize import least_squares
 
-from vtrial.sources.study_table import load_clinical_table
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.pk import one_compartment_oral_mg_l, two_compartment_oral_mg_l
 from vtrial.physiology.pk_population import THETA_LOWER, THETA_UPPER, fit_population_moments
+from vtrial.sources.study_table import load_clinical_table
 
 OUT = Path(__file__).resolve().parents[1] / "vtrial" / "data" / "drugs.json"
 
@@ -152,8 +152,8 @@ def main():
             entry["pk"] = pk
             entry["references"].append(FDA_REF)
         drugs[name] = entry
-    payload = {"about": "vtrial drug library; built by scripts/build_drug_library.py from ../shared/data "
-                        "(CiPA: Li 2017/2019; PK fitted to ECGRDVQ). Units: nM, g/mol, h, L, L/h.",
+    payload = {"about": "vtrial drug library; built by scripts/build_drug_library.py from the CiPA drug "
+                        "profiles and the FDA study ECGRDVQ (CiPA: Li 2017/2019; PK fitted to ECGRDVQ). Units: nM, g/mol, h, L, L/h.",
                "channels": list(CHANNELS), "drugs": drugs}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")

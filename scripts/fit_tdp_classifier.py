@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from vtrial.outputs import store
-from vtrial.stats.analysis import analyse
 from vtrial.outputs.run_folder import RESOLVED
 from vtrial.spec.protocol import Protocol
+from vtrial.stats.analysis import analyse
 from vtrial.stats.tdp import DEFAULT_CLASSIFIER
 
 

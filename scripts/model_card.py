@@ -70,7 +70,7 @@ concentration, time since dose, dose); covariates (sex, age, weight, RR, and the
 sensitivity — drawn by the cohort, as the mechanistic sampler uses it; 1 for real subjects){prior_cond}.
 
 **Training data.** The built-in corpus (`vtrial/model/corpus.py`): {cfg['n_pairs']:,} synthetic healthy
-adults (`cohorts/healthy_adults.yaml`); {100 * (1 - cfg.get('virtual_fraction', 0)):.0f} % of the drug
+adults (`vtrial/data/cohorts/healthy_adults.yaml`); {100 * (1 - cfg.get('virtual_fraction', 0)):.0f} % of the drug
 pairs get a CiPA training drug (all but the held-out {', '.join(s['heldout_drugs'])}) at log-uniform
 0.1–10× free Cmax, {100 * cfg.get('virtual_fraction', 0):.0f} % a virtual compound (a random in-vitro
 profile at a random concentration, filling the 7-channel block space that nine drugs only trace); 15 %

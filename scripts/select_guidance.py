@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from vtrial.model.checkpoint import load_checkpoint
 from vtrial.model.corpus import make_pairs
 from vtrial.studies.worldmodel_eval import evaluate_model
-from vtrial.model.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 GAMMAS = (0.0, 0.01, 0.03)

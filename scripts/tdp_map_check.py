@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from vtrial.physiology.epk import default_coefficients
+from vtrial.sources.study_table import load_clinical_table
+from vtrial.spec.drugs import HERG_MODELS, get_drug, known_drugs
 from vtrial.stats import tdp
 from vtrial.studies import epk_fit
 from vtrial.studies.epk_calibration import interval_changes, mean_subject
-from vtrial.spec.drugs import HERG_MODELS, get_drug, known_drugs
-from vtrial.sources.study_table import load_clinical_table
-from vtrial.physiology.epk import default_coefficients
 
 MULTIPLES = (1.0, 2.0, 4.0, 10.0)
 ROOT = Path(__file__).resolve().parents[1]

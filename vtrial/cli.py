@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from vtrial.data import example_protocol, example_protocols, package_version
 from vtrial.model.checkpoint import CheckpointError, load_checkpoint
 from vtrial.model.train import TrainConfig, train_and_save
-from vtrial.data import example_protocol, example_protocols, package_version
 from vtrial.outputs import store
 from vtrial.outputs.run_folder import RESOLVED
 from vtrial.outputs.tracking import log_training
@@ -31,6 +30,7 @@ from vtrial.trial import RunError, analyse_run, load_protocol, run_trial
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Virtual drug trials on simulated ECGs.")
 console = Console(stderr=True)
+BENCHMARK_SAMPLERS = list(reversed(SAMPLERS))  # the world model first: it fills the top-level block
 DATA_HELP = "folder where the protocol's relative cohort data paths (cohort.table, cohort.wfdb) are also looked up"
 
 
@@ -60,12 +60,12 @@ def _load(path: Path, data_dir: Path | None = None):
         console.print(f"[red]invalid protocol[/red] {err.source}")
         for p in err.problems:
             console.print(f"  - {p}", markup=False, highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def validate(protocol: Path = typer.Argument(..., help="protocol YAML, or the name of a shipped example"),
-             data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP)):
+             data: Path | None = typer.Option(None, "--data", help=DATA_HELP)):
     """Check a protocol; name every bad field with its path."""
     protocol = _protocol_path(protocol)
     p = _load(protocol, data)
@@ -77,21 +77,21 @@ def validate(protocol: Path = typer.Argument(..., help="protocol YAML, or the na
 
 @app.command()
 def run(protocol: Path = typer.Argument(..., help="protocol YAML, or the name of a shipped example"),
-        out: Optional[str] = typer.Option(None, "--out", help="output folder: a path, or a pyarrow filesystem URI "
+        out: str | None = typer.Option(None, "--out", help="output folder: a path, or a pyarrow filesystem URI "
                                           "(s3://, gs://, hdfs://, file://) on shared storage (default: the protocol's output.dir)"),
-        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start Ray locally)"),
-        seed: Optional[int] = typer.Option(None, "--seed", help="override the protocol's seed"),
+        address: str | None = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: start Ray locally)"),
+        seed: int | None = typer.Option(None, "--seed", help="override the protocol's seed"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
-        replicas: Optional[int] = typer.Option(None, "--replicas", help="override compute.replicas"),
-        herg_model: Optional[str] = typer.Option(None, "--herg-model", help="override herg_model: static (Hill) "
+        replicas: int | None = typer.Option(None, "--replicas", help="override compute.replicas"),
+        herg_model: str | None = typer.Option(None, "--herg-model", help="override herg_model: static (Hill) "
                                                  "or dynamic (paced CiPA dynamic hERG model)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         strict: bool = typer.Option(False, "--strict", help="a WFDB record that cannot be used is an error "
                                     "(default: skipped and listed in cohort_report.json)"),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+        tracking_uri: str | None = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
                                                    help="MLflow store when the protocol's tracking.uri is unset "
                                                         "(default: sqlite file in the output folder)"),
-        data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP)):
+        data: Path | None = typer.Option(None, "--data", help=DATA_HELP)):
     """Run a trial: samples, patients and arms tables, report.html and one MLflow run under --out."""
     protocol = _protocol_path(protocol)
     p = _load(protocol, data)
@@ -107,7 +107,7 @@ def run(protocol: Path = typer.Argument(..., help="protocol YAML, or the name of
                                   tracking_uri=tracking_uri, data_dir=data)
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     show_result(result.analysis, p.name)
     console.print(f"tables, report.html and MLflow run in {result.location or result.out}")
 
@@ -177,7 +177,7 @@ def drugs(herg_model: str = typer.Option("static", "--herg-model", help="static 
 
 
 @app.command()
-def examples(name: Optional[str] = typer.Argument(None, help="print this example protocol's YAML")):
+def examples(name: str | None = typer.Argument(None, help="print this example protocol's YAML")):
     """List the example protocols shipped with vtrial, or print one (to start your own from)."""
     if name is None:
         for n in example_protocols():
@@ -187,7 +187,7 @@ def examples(name: Optional[str] = typer.Argument(None, help="print this example
         print(example_protocol(name).read_text(), end="")
     except FileNotFoundError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -197,7 +197,7 @@ def train(config: Path = typer.Argument(..., help="training config YAML (see vtr
         cfg = TrainConfig.from_yaml(config)
     except (ValueError, TypeError, FileNotFoundError) as err:
         console.print(f"[red]invalid config[/red] {err}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     out, history = train_and_save(cfg, log=lambda d: console.print(d, highlight=False))
     log_training(out, asdict(cfg), history, Path(cfg.tracking_dir), cfg.tracking_uri, cfg.experiment)
     console.print(f"checkpoint {out}; {history}")
@@ -206,12 +206,12 @@ def train(config: Path = typer.Argument(..., help="training config YAML (see vtr
 @app.command("eval")
 def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model checkpoint"),
           out: Path = typer.Option(..., "--out", help="folder for eval.json"),
-          ablation: Optional[Path] = typer.Option(None, "--ablation", help="checkpoint trained with λ0 = 0 "
+          ablation: Path | None = typer.Option(None, "--ablation", help="checkpoint trained with λ0 = 0 "
                                                   "(default: CHECKPOINT's name with _ablation, if present)"),
           pairs: int = typer.Option(1000, "--pairs"), samples: int = typer.Option(64, "--samples"),
           seed: int = typer.Option(1000, "--seed"),
-          gamma: Optional[float] = typer.Option(None, "--gamma", help="guidance γ (default: the checkpoint's)"),
-          temperature: Optional[float] = typer.Option(None, "--temperature",
+          gamma: float | None = typer.Option(None, "--gamma", help="guidance γ (default: the checkpoint's)"),
+          temperature: float | None = typer.Option(None, "--temperature",
                                                       help="noise temperature (default: the checkpoint's)")):
     """Evaluate a checkpoint on held-out patients and drugs, with and without the prior: OUT/eval.json."""
     ablation = ablation or checkpoint.with_name(checkpoint.stem + "_ablation" + checkpoint.suffix)
@@ -220,7 +220,7 @@ def eval_(checkpoint: Path = typer.Option(..., "--checkpoint", help="world-model
         abl = load_checkpoint(ablation) if ablation.is_file() else None
     except CheckpointError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     result = evaluate(model, abl, n_pairs=pairs, samples=samples, seed=seed, gamma=gamma, temperature=temperature)
     result["checkpoint"] = str(checkpoint)
     result["ablation_checkpoint"] = str(ablation) if abl is not None else None
@@ -255,7 +255,7 @@ def data_download(database: str = typer.Argument(..., help="ecgrdvq or ecgdmmld"
             rep = download_database(database, dest, base_url, retries, on_record=step)
         except ConnectionError as err:
             console.print(f"[red]error[/red] {err}", highlight=False)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
     console.print(f"{database} {rep.version}: {len(rep.records)} records and {len(rep.extra_files)} tables in "
                   f"{rep.dest}", highlight=False)
     for f in rep.missing_extra_files:
@@ -280,10 +280,10 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
                   folds: int = typer.Option(4, "--folds", min=2),
                   seed: int = typer.Option(0, "--seed", help="seed of the samples and the added noise (the "
                                            "subjects' split has its own, fixed)"),
-                  sampler: list[str] = typer.Option(list(reversed(SAMPLERS)), "--sampler",
+                  sampler: list[str] = typer.Option(BENCHMARK_SAMPLERS, "--sampler",
                                                     help="samplers to score; the first fills the top-level block"),
                   max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
-                  draws: Optional[int] = typer.Option(None, "--draws", min=1, help="draws of each test subject's drug "
+                  draws: int | None = typer.Option(None, "--draws", min=1, help="draws of each test subject's drug "
                                                    "sensitivity (and PK, with --exposure library) the samples are "
                                                    "spread over (default: one per sample, independent samples)"),
                   exposure: str = typer.Option("measured", "--exposure", help="measured: each subject's measured "
@@ -325,7 +325,7 @@ def bench_ecgrdvq(data: Path = typer.Option(..., "--data", help="folder holding 
             load_checkpoint(checkpoint)
         except CheckpointError as exc:
             console.print(f"[red]error[/red] --checkpoint: {exc}", highlight=False)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     table, quirks = load_clinical_table(table_path)
     result, courses = run_benchmark(table, samples=samples, folds=folds, seed=seed, samplers=tuple(sampler),
                                     max_nfev=max_nfev, draws=draws, exposure=exposure, fold_map=fold_map,

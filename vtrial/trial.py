@@ -22,8 +22,16 @@ import polars as pl
 
 from vtrial.outputs import store
 from vtrial.outputs.report import write_report
-from vtrial.outputs.run_folder import (RESOLVED, RUN_INFO, RunFolderError, check_output, read_resolved,
-                                       record_output, stage, write_run_info)
+from vtrial.outputs.run_folder import (
+    RESOLVED,
+    RUN_INFO,
+    RunFolderError,
+    check_output,
+    read_resolved,
+    record_output,
+    stage,
+    write_run_info,
+)
 from vtrial.outputs.run_location import RunLocation
 from vtrial.outputs.tracking import log_run
 from vtrial.sampling.registry import sampling_problems

@@ -111,7 +111,7 @@ def test_every_module_has_a_test_file_of_its_own():
     """tests/ mirrors the package: vtrial/STAGE/NAME.py is tested in tests/STAGE/test_NAME.py."""
     tests = PACKAGE.parent / "tests"
     missing = []
-    for name, (path, _) in MODULES.items():
+    for path, _ in MODULES.values():
         if path.name == "__init__.py":
             continue
         rel = path.relative_to(PACKAGE)

@@ -3,8 +3,15 @@ import json
 
 import pytest
 
-from vtrial.outputs.run_folder import (COHORT_REPORT, RESOLVED, RunFolderError, check_output, read_resolved,
-                                       record_output, write_run_info)
+from vtrial.outputs.run_folder import (
+    COHORT_REPORT,
+    RESOLVED,
+    RunFolderError,
+    check_output,
+    read_resolved,
+    record_output,
+    write_run_info,
+)
 from vtrial.spec.protocol import parse_protocol
 
 P = {"name": "f", "seed": 1, "cohort": {"size": 2}, "arms": [{"name": "placebo", "placebo": True}],

@@ -57,7 +57,7 @@ def neurokit_mean_beats(hr_bpm, window_s, ti=DEFAULT_THETA_DEG, ai=DEFAULT_A, bi
     duration = (start_beat + n_beats + 2) * 60 / hr_bpm
     public = nk.ecg_simulate(duration=duration, sampling_rate=FS, heart_rate=hr_bpm, heart_rate_std=0,
                              noise=0, method="ecgsyn", ti=ti, ai=ai, bi=bi, random_state=0)
-    rhs = getattr(nk_ecgsyn, "_ecg_simulate_derivsecgsyn")
+    rhs = nk_ecgsyn._ecg_simulate_derivsecgsyn
     theta, b = mcsharry_rate_adjust(ti, bi, hr_bpm)
     n = len(public)
     rr = np.full(n + 1, 60.0 / hr_bpm)

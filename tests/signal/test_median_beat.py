@@ -1,7 +1,6 @@
 """The median beat of a lead: R peaks of either polarity, irregular beats left out, clear errors."""
 import numpy as np
 import pytest
-import torch
 
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.waves import Waves

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vtrial.sources.population import builtin_population, load_population, sample_cohort
-from vtrial.spec.drugs import get_drug, known_drugs
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import beat_times_s, ecgsyn_beat
 from vtrial.physiology.epk import apply_shifts, default_coefficients, interval_shifts
 from vtrial.physiology.ord_surrogate import MAX_HERG_BLOCK_DRUGS, delta_apd90_ms
 from vtrial.physiology.waves import Waves
+from vtrial.sources.population import builtin_population, load_population, sample_cohort
+from vtrial.spec.drugs import get_drug, known_drugs
 
 FS_HZ = 250.0
 WINDOW_S = (-0.4, 0.8)

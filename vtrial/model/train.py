@@ -17,11 +17,12 @@ import torch
 import yaml
 from torch import nn
 
+from vtrial.model.checkpoint import save_checkpoint
 from vtrial.model.corpus import make_pairs
 from vtrial.model.diffusion import training_loss
-from vtrial.model.checkpoint import save_checkpoint
 from vtrial.model.network import WorldModel
 from vtrial.model.wfdb_corpus import pairs_from_wfdb
+
 
 # defaults: the shipped checkpoint's configuration (see vtrial/data/worldmodel.md)
 @dataclass
@@ -55,7 +56,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
 
     @staticmethod
-    def from_yaml(path: str | Path) -> "TrainConfig":
+    def from_yaml(path: str | Path) -> TrainConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(data) - known)

@@ -18,14 +18,14 @@ import torch
 import wfdb
 from scipy.signal import resample_poly
 
-from vtrial.spec.drugs import get_drug
-from vtrial.sources.study_table import load_clinical_table
-from vtrial.signal.median_beat import median_beat
 from vtrial.model.corpus import FS_HZ, N_SAMPLES, WINDOW_S, Pairs, action_vector, covariate_vector
 from vtrial.physiology.block import CHANNELS
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.epk import apply_block, default_coefficients
 from vtrial.physiology.fit import fit_waves
+from vtrial.signal.median_beat import median_beat
+from vtrial.sources.study_table import load_clinical_table
+from vtrial.spec.drugs import get_drug
 
 
 def record_beat(path: Path, lead: str) -> tuple[np.ndarray, float]:

@@ -15,7 +15,7 @@ closed form. On the limit cycle θ = ωt, and the forcing is the time derivative
     G(t) = Σ_i (a_i b_i² / ω) exp(−Δθ_i² / 2 b_i²),
 
 so z' = G' − z, whose periodic solution is z = G − L[G], L the first-order low-pass with a 1-s time
-constant, L[G](t) = ∫_0^∞ e^{−u} G(t − u) du. G's Fourier series is known in closed form (each wave is
+constant, ``L[G](t) = ∫_0^∞ e^{−u} G(t − u) du``. G's Fourier series is known in closed form (each wave is
 a wrapped Gaussian), so ``ecgsyn_beat`` builds z's series directly (G's times the high-pass response
 iω_k/(1 + iω_k)), inverts it with one FFT per beat and interpolates the window's samples; batched over
 thousands of beats.
@@ -64,7 +64,7 @@ class EcgsynParams:
     b_rad: torch.Tensor
     rr_s: torch.Tensor
 
-    def validate(self) -> "EcgsynParams":
+    def validate(self) -> EcgsynParams:
         """Raise ValueError naming the first non-physical parameter; return self."""
         check_finite("theta_rad", self.theta_rad)
         check_finite("a", self.a)
@@ -82,7 +82,7 @@ class EcgsynParams:
         return int(self.rr_s.shape[0])
 
     @staticmethod
-    def default(batch: int = 1, rr_s: float = 1.0, dtype=torch.float64) -> "EcgsynParams":
+    def default(batch: int = 1, rr_s: float = 1.0, dtype=torch.float64) -> EcgsynParams:
         """McSharry's default parameters (no rate adjustment) for ``batch`` identical beats."""
         def rep(values):
             return torch.tensor(values, dtype=dtype).expand(batch, -1).clone()

@@ -1,6 +1,6 @@
 """The electrophysiological map Δ(block): ion-channel block → ECGSYN wave shifts → the prior beat e_EPK.
 
-Physiology (DESIGN.md; Johannesen et al. 2014): hERG (IKr) block delays and slows repolarization, so
+Physiology (docs/science.md; Johannesen et al. 2014): hERG (IKr) block delays and slows repolarization, so
 the T wave comes later, wider and flatter (J-Tpeak, Tpeak-Tend and QT up); ICaL and INaL block shorten
 early repolarization and offset hERG's J-Tpeak prolongation; IKs block adds to repolarization delay;
 INa block widens the QRS and lengthens PR; ICaL block also slows AV conduction (PR up).
@@ -103,7 +103,7 @@ class EpkCoefficients:
                 "ord_jtpeak_gain": self.ord_jtpeak_gain, "ord_tpte_gain": self.ord_tpte_gain, "fitted": self.fitted}
 
     @staticmethod
-    def from_dict(d: dict) -> "EpkCoefficients":
+    def from_dict(d: dict) -> EpkCoefficients:
         return EpkCoefficients(**d)
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vtrial.signal.measure import measure
 from vtrial.physiology.checks import check_positive
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import measure
 
 
 def _pack(w: Waves, offset: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ class HergBinding:
             raise ValueError(f"herg_binding.vhalf_mv = {self.vhalf_mv!r} must be finite")
 
     @staticmethod
-    def from_dict(d: dict) -> "HergBinding":
+    def from_dict(d: dict) -> HergBinding:
         return d if isinstance(d, HergBinding) else HergBinding(**d)
 
 

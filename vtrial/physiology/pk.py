@@ -19,8 +19,9 @@ molar mass (1 mg/L = 1e6 / MW nM) and the free fraction f_u.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ class PKParams:
     fu: float = 1.0
     mw_g_mol: float = 1000.0
 
-    def validate(self) -> "PKParams":
+    def validate(self) -> PKParams:
         for name in ("cl_l_h", "v1_l", "ka_per_h", "v2_l", "mw_g_mol"):
             check_positive(name, getattr(self, name))
         check_nonnegative("q_l_h", self.q_l_h)

@@ -37,7 +37,7 @@ class Waves:
     height_mv: torch.Tensor
     rr_s: torch.Tensor
 
-    def validate(self) -> "Waves":
+    def validate(self) -> Waves:
         check_finite("t_ms", self.t_ms)
         check_positive("sigma_ms", self.sigma_ms)
         check_finite("height_mv", self.height_mv)
@@ -57,7 +57,7 @@ class Waves:
         return EcgsynParams(theta_rad=theta, a=a, b_rad=b, rr_s=self.rr_s)
 
     @staticmethod
-    def from_ecgsyn(p: EcgsynParams) -> "Waves":
+    def from_ecgsyn(p: EcgsynParams) -> Waves:
         omega = (2 * math.pi / p.rr_s)[:, None]
         return Waves(
             t_ms=p.theta_rad / omega * 1000.0,
@@ -66,14 +66,14 @@ class Waves:
             rr_s=p.rr_s,
         )
 
-    def replace(self, **changes) -> "Waves":
+    def replace(self, **changes) -> Waves:
         return replace(self, **changes)
 
-    def index(self, idx) -> "Waves":
+    def index(self, idx) -> Waves:
         return Waves(self.t_ms[idx], self.sigma_ms[idx], self.height_mv[idx], self.rr_s[idx])
 
     @staticmethod
-    def typical(batch: int = 1, rr_s: float = 1.0, dtype=torch.float64) -> "Waves":
+    def typical(batch: int = 1, rr_s: float = 1.0, dtype=torch.float64) -> Waves:
         def rep(v):
             return torch.tensor(v, dtype=dtype).expand(batch, -1).clone()
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -132,7 +132,8 @@ def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, re
         report = DownloadReport(name, version, dest)
         records = record_names(download, db_dir)
         for i, rec in enumerate(records, 1):
-            error = _attempts(lambda: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)], retries)
+            error = _attempts(lambda rec=rec: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)],
+                              retries)
             if error is None:
                 report.records.append(rec)
             else:
@@ -140,7 +141,7 @@ def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, re
             if on_record:
                 on_record(rec, i, len(records))
         for f in DATABASES[name]["extra_files"]:
-            error = _attempts(lambda: _fetch(download, db_dir, f, dest), retries)
+            error = _attempts(lambda f=f: _fetch(download, db_dir, f, dest), retries)
             if error is None:
                 report.extra_files.append(f)
             elif error == NOT_FOUND:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from vtrial.physiology.fit import waves_for_intervals
 from vtrial.sources.cohort import COHORT_STREAM, Cohort, lognormal_sensitivity
 from vtrial.sources.population import real_subject_sensitivity_cv
 from vtrial.sources.study_table import load_clinical_table
-from vtrial.physiology.fit import waves_for_intervals
 
 INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")
 

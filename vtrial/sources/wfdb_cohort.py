@@ -23,13 +23,13 @@ import torch
 import wfdb
 from scipy.signal import resample_poly
 
-from vtrial.sources.cohort import COHORT_STREAM, Cohort, lognormal_sensitivity
-from vtrial.sources.population import DEFAULT_POPULATION, builtin_population, load_population
-from vtrial.signal.measure import measure
-from vtrial.signal.median_beat import detect_r_peaks, median_beat, remove_baseline
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.physiology.fit import fit_waves, waves_for_intervals
 from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import measure
+from vtrial.signal.median_beat import detect_r_peaks, median_beat, remove_baseline
+from vtrial.sources.cohort import COHORT_STREAM, Cohort, lognormal_sensitivity
+from vtrial.sources.population import DEFAULT_POPULATION, builtin_population, load_population
 
 FIT_FS_HZ = 500
 WINDOW_S = (-0.4, 0.8)

@@ -123,7 +123,7 @@ class Drug:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "Drug":
+    def from_dict(d: dict) -> Drug:
         d = dict(d)
         pk = d.pop("pk", None)
         if pk is not None and not isinstance(pk, DrugPK):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import zlib
+
 import numpy as np
 
 from vtrial.physiology.block import CHANNELS, combine_blocks

@@ -14,8 +14,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -276,7 +277,7 @@ class Protocol(_Model):
         blob = json.dumps({k: d[k] for k in self.HASHED}, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def replace(self, **changes) -> "Protocol":
+    def replace(self, **changes) -> Protocol:
         return self.model_copy(update=changes)
 
 
@@ -348,7 +349,7 @@ def _semantic_problems(p: Protocol) -> list[str]:
                                 f"or define pk inline")
             if d.exposure is not None and d.exposure.multiple_of_free_cmax is not None and drug.free_cmax_nM is None:
                 problems.append(f"{where}.exposure: drug {d.drug!r} has no free_cmax_nM")
-    for name, spec in p.drugs.items():
+    for name in p.drugs:
         try:
             p.drug(name)
         except (ValueError, TypeError) as exc:

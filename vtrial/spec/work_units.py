@@ -9,7 +9,7 @@ trials, tests, the ECGRDVQ benchmark); both lay units out identically. Pure comp
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

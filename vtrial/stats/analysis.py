@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from vtrial.spec.protocol import Protocol
 from vtrial.stats import risk
 from vtrial.stats.cqtc import cqtc_by_drug
-from vtrial.spec.protocol import Protocol
 from vtrial.stats.tdp import DEFAULT_CLASSIFIER, TdpClassifier, drug_features, tdp_table
 
 

@@ -1,6 +1,6 @@
 """Risk with its uncertainty: per sample → per patient → per arm, and arm comparisons.
 
-Pure computation on polars frames (no I/O). Definitions (ICH E14 and DESIGN.md "Risk and uncertainty"):
+Pure computation on polars frames (no I/O). Definitions (ICH E14; docs/science.md, "Risk and uncertainty"):
 
 - Δx: a sample's interval minus the mean of the same patient's valid pre-dose samples (the first time
   point) in the same arm — each arm is a period of a crossover in which every virtual patient takes part.

@@ -46,7 +46,7 @@ class TdpClassifier:
         return path
 
     @staticmethod
-    def load(path: str | Path = DEFAULT_CLASSIFIER) -> "TdpClassifier":
+    def load(path: str | Path = DEFAULT_CLASSIFIER) -> TdpClassifier:
         d = json.loads(Path(path).read_text())
         return TdpClassifier(**{**d, "drugs": tuple(d.get("drugs", ()))})
 

@@ -66,21 +66,21 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from vtrial.sources.cohort import Cohort, lognormal_sensitivity
-from vtrial.sources.population import real_subject_sensitivity_cv
-from vtrial.sources.table_cohort import cohort_from_rows
-from vtrial.stats.cqtc import fit_mixed
-from vtrial.spec.drugs import get_drug
-from vtrial.spec.work_units import unit_table
-from vtrial.sources.study_table import measured_concentrations
-from vtrial.studies.epk_fit import DRUGS, EpkFit, fit, fit_ke0, measured_free_nM, observed, potency_for_peak
+from vtrial.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from vtrial.physiology.epk import EpkCoefficients, default_coefficients
 from vtrial.physiology.measured_exposure import effect_site
 from vtrial.physiology.pk import DoseEvent, concentrations, sample_individuals
-from vtrial.stats.scoring import calibration, crps_gaussian
-from vtrial.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from vtrial.sampling.mechanistic import MechanisticSampler
 from vtrial.sampling.worldmodel import WorldModelSampler, sampler_settings
+from vtrial.sources.cohort import Cohort, lognormal_sensitivity
+from vtrial.sources.population import real_subject_sensitivity_cv
+from vtrial.sources.study_table import measured_concentrations
+from vtrial.sources.table_cohort import cohort_from_rows
+from vtrial.spec.drugs import get_drug
+from vtrial.spec.work_units import unit_table
+from vtrial.stats.cqtc import fit_mixed
+from vtrial.stats.scoring import calibration, crps_gaussian
+from vtrial.studies.epk_fit import DRUGS, EpkFit, fit, fit_ke0, measured_free_nM, observed, potency_for_peak
 
 SPLIT_SEED = 20140101
 TREATMENTS = ("placebo",) + DRUGS

@@ -10,16 +10,16 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from vtrial.spec.drugs import Drug
-from vtrial.signal.measure import measure
-from vtrial.physiology.ecgsyn import ecgsyn_beat
-from vtrial.physiology.epk import EpkCoefficients, apply_block
-from vtrial.physiology.pk import DoseEvent, concentrations, sample_individuals
-from vtrial.physiology.waves import Waves
 from vtrial.model.corpus import FS_HZ as CORPUS_FS_HZ
 from vtrial.model.corpus import WINDOW_S as CORPUS_WINDOW_S
 from vtrial.model.corpus import rich_effects
+from vtrial.physiology.ecgsyn import ecgsyn_beat
+from vtrial.physiology.epk import EpkCoefficients, apply_block
 from vtrial.physiology.fit import waves_for_intervals
+from vtrial.physiology.pk import DoseEvent, concentrations, sample_individuals
+from vtrial.physiology.waves import Waves
+from vtrial.signal.measure import measure
+from vtrial.spec.drugs import Drug
 
 WINDOW_S = (-0.5, 1.0)
 POPULATION_STREAM = 0xCA1

@@ -33,12 +33,18 @@ import numpy as np
 import polars as pl
 from scipy.optimize import brentq, least_squares
 
-from vtrial.studies.epk_calibration import MORPHOLOGIES, interval_changes, mean_sensitivity, mean_subject, population_block
-from vtrial.sources.population import real_subject_sensitivity_cv
-from vtrial.spec.drugs import get_drug
-from vtrial.sources.study_table import measured_concentrations, placebo_corrected
 from vtrial.physiology.epk import EpkCoefficients
 from vtrial.physiology.measured_exposure import effect_site, free_nM
+from vtrial.sources.population import real_subject_sensitivity_cv
+from vtrial.sources.study_table import measured_concentrations, placebo_corrected
+from vtrial.spec.drugs import get_drug
+from vtrial.studies.epk_calibration import (
+    MORPHOLOGIES,
+    interval_changes,
+    mean_sensitivity,
+    mean_subject,
+    population_block,
+)
 
 DRUGS = ("dofetilide", "quinidine", "ranolazine", "verapamil")
 WEIGHTS = {"qtcf_ms": 1.0, "jtpeakc_ms": 0.7, "tpte_ms": 0.7, "pr_ms": 0.5, "qrs_ms": 0.5}

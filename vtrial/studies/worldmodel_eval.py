@@ -30,12 +30,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vtrial.signal.measure import measure
 from vtrial.model.corpus import FS_HZ, HELDOUT_DRUGS, WINDOW_S, Pairs, action_vector, make_pairs
+from vtrial.model.network import WorldModel
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.sampling.mechanistic import MechanisticSampler
-from vtrial.model.network import WorldModel
 from vtrial.sampling.worldmodel import sampler_settings
+from vtrial.signal.measure import measure
 from vtrial.stats.scoring import calibration
 
 METRICS = ("latent_mse", "signal_mse", "signal_mae", "dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms",
