@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: timing and a reproducible batch of varied beats."""
+
 from __future__ import annotations
 
 import time

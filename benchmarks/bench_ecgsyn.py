@@ -14,6 +14,7 @@ beats (neurokit2's own solve_ivp tolerance, rtol = 1e-3, is most of what remains
 tests/test_ecgsyn.py).
 Last line: JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,12 @@ def aligned_nrmse(params, i, ref, t_abs, fs, window, max_shift_ms=4.0, step_ms=0
     """nrmse after aligning phase: neurokit2's adaptive solver lets the neutral phase of the limit cycle
     drift by a few ms over a strip, so our beat is evaluated at window shifts of ±max_shift_ms and the
     best shift kept. Returns (nrmse, shift_ms)."""
-    one = type(params)(params.theta_rad[i:i + 1].double(), params.a[i:i + 1].double(),
-                       params.b_rad[i:i + 1].double(), params.rr_s[i:i + 1].double())
+    one = type(params)(
+        params.theta_rad[i : i + 1].double(),
+        params.a[i : i + 1].double(),
+        params.b_rad[i : i + 1].double(),
+        params.rr_s[i : i + 1].double(),
+    )
     best = (np.inf, 0.0)
     for shift in np.arange(-max_shift_ms, max_shift_ms + step_ms / 2, step_ms):
         d = shift / 1000.0
@@ -79,11 +84,21 @@ def neurokit_beat(nk, params, i, fs, window):
     f2 = math.sqrt(f)
     ti = theta / np.array([f2, f, 1.0, f, f2])
     bi = params.b_rad[i].double().numpy() / f
-    sig = nk.ecg_simulate(duration=n_cycles * rr, sampling_rate=fs, heart_rate=hr, heart_rate_std=0, noise=0,
-                          method="ecgsyn", ti=ti, ai=params.a[i].double().numpy(), bi=bi, random_state=0)
+    sig = nk.ecg_simulate(
+        duration=n_cycles * rr,
+        sampling_rate=fs,
+        heart_rate=hr,
+        heart_rate_std=0,
+        noise=0,
+        method="ecgsyn",
+        ti=ti,
+        ai=params.a[i].double().numpy(),
+        bi=bi,
+        random_state=0,
+    )
     r_index = int(round(k_beat * rr * fs))
     lo, hi = int(round(window[0] * fs)), int(round(window[1] * fs))
-    return sig[r_index + lo:r_index + hi], (r_index + np.arange(lo, hi)) / fs
+    return sig[r_index + lo : r_index + hi], (r_index + np.arange(lo, hi)) / fs
 
 
 def main():
@@ -101,6 +116,7 @@ def main():
     t_vtrial = best_of(lambda: ecgsyn_beat(params, args.fs, window), repeats=5)
 
     import time
+
     refs = []
     t0 = time.perf_counter()
     for i in range(args.reference):
@@ -113,13 +129,25 @@ def main():
         lags.append(abs(shift_ms))
 
     strip_s = 60.0
-    t_strip = best_of(lambda: nk.ecg_simulate(duration=strip_s, sampling_rate=int(args.fs), heart_rate=70,
-                                              heart_rate_std=0, noise=0, method="ecgsyn", random_state=0), repeats=2)
+    t_strip = best_of(
+        lambda: nk.ecg_simulate(
+            duration=strip_s,
+            sampling_rate=int(args.fs),
+            heart_rate=70,
+            heart_rate_std=0,
+            noise=0,
+            method="ecgsyn",
+            random_state=0,
+        ),
+        repeats=2,
+    )
     vt = args.batch / t_vtrial
     nk_rate = args.reference / t_nk
     nk_strip = strip_s * 70 / 60 / t_strip
     result = {
-        "batch": args.batch, "fs_hz": args.fs, "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "fs_hz": args.fs,
+        "threads": torch.get_num_threads(),
         "vtrial_beats_per_s": round(vt, 1),
         "neurokit2_beats_per_s": round(nk_rate, 2),
         "speedup": round(vt / nk_rate, 1),

@@ -10,6 +10,7 @@ driver writing Parquet parts). In-process: the same batches through the same sam
 (torch using all cores), no Ray. ``driver_peak_rss_mb`` is the driver's peak RSS during the Ray run.
 Last line: JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ TARGET_OVERHEAD = 0.15
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocol", type=Path, default=Path(__file__).resolve().parents[1] / "protocols" / "quickstart.yaml")
+    ap.add_argument(
+        "--protocol", type=Path, default=Path(__file__).resolve().parents[1] / "protocols" / "quickstart.yaml"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     p = load_protocol(args.protocol)
@@ -56,7 +59,10 @@ def main():
     inproc_s = time.perf_counter() - t0
 
     result = {
-        "protocol": p.name, "samples": n_samples, "replicas": replicas, "threads_inprocess": torch.get_num_threads(),
+        "protocol": p.name,
+        "samples": n_samples,
+        "replicas": replicas,
+        "threads_inprocess": torch.get_num_threads(),
         "samples_per_s": round(n_samples / t["sampling_s"], 1),
         "inprocess_samples_per_s": round(n_samples / inproc_s, 1),
         "ray_overhead_fraction": round(overhead, 4),

@@ -14,6 +14,7 @@ Prints the rows; the last line, JSON: slope, intercept and RMSE of the world mod
 corpus beat's and against the map's, and ``map_change_slope``, how far the world model moves per ms
 the map moves when only the map changes (1: it follows the map; 0: it ignores it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def maps() -> dict:
     c = default_coefficients()
     return {
         "shipped": c,
-        "hERG x2": replace(c, jtpeak_ms={**c.jtpeak_ms, "hERG": 2 * c.jtpeak_ms["hERG"]},
-                           tpte_ms={**c.tpte_ms, "hERG": 2 * c.tpte_ms["hERG"]}),
+        "hERG x2": replace(
+            c,
+            jtpeak_ms={**c.jtpeak_ms, "hERG": 2 * c.jtpeak_ms["hERG"]},
+            tpte_ms={**c.tpte_ms, "hERG": 2 * c.tpte_ms["hERG"]},
+        ),
         "ORd 0.6/0.6": replace(c, ord_jtpeak_gain=0.6, ord_tpte_gain=0.6),
         "convex, relative": replace(c, herg_saturation=-1.5, relative_attenuation=True),
     }
@@ -63,10 +67,20 @@ def main():
     cohort = sample_cohort(load_population(builtin_population("healthy_adults")), n, args.seed)
     w = cohort.waves
     rr_ms = w.rr_s.numpy() * 1000.0
-    base_units = {"patient": np.arange(n), "arm_idx": np.zeros(n, int), "time_idx": np.zeros(n, int),
-                  "time_h": np.full(n, 2.0), "sensitivity": np.ones(n), "female": cohort.sex == "F",
-                  "age_y": cohort.age_y, "weight_kg": cohort.weight_kg, "rr_s": w.rr_s.numpy(),
-                  "t_ms": w.t_ms.numpy(), "sigma_ms": w.sigma_ms.numpy(), "height_mv": w.height_mv.numpy()}
+    base_units = {
+        "patient": np.arange(n),
+        "arm_idx": np.zeros(n, int),
+        "time_idx": np.zeros(n, int),
+        "time_h": np.full(n, 2.0),
+        "sensitivity": np.ones(n),
+        "female": cohort.sex == "F",
+        "age_y": cohort.age_y,
+        "weight_kg": cohort.weight_kg,
+        "rr_s": w.rr_s.numpy(),
+        "t_ms": w.t_ms.numpy(),
+        "sigma_ms": w.sigma_ms.numpy(),
+        "height_mv": w.height_mv.numpy(),
+    }
     free = ecgsyn_beat(w.to_ecgsyn(), FS_HZ, WINDOW_S).float()
     free_q = qtcf_ms(free, rr_ms)
     free_rich_q = qtcf_ms(free + torch.as_tensor(rich_effects(w, np.zeros((n, 7))), dtype=torch.float32), rr_ms)
@@ -88,24 +102,52 @@ def main():
                 r = smp.sample({**base_units, "block": block, "conc_free_nM": conc}, args.seed)
                 q = np.where(r["valid"], r["qtcf_ms"], np.nan).reshape(n, -1)
                 wm_d = float(np.nanmean(np.nanmean(q, axis=1) - wm_free))
-                rows.append({"map": name, "drug": d, "multiple": k, "map_dqtcf_ms": round(map_d, 1),
-                             "corpus_dqtcf_ms": round(corpus_d, 1), "worldmodel_dqtcf_ms": round(wm_d, 1)})
+                rows.append(
+                    {
+                        "map": name,
+                        "drug": d,
+                        "multiple": k,
+                        "map_dqtcf_ms": round(map_d, 1),
+                        "corpus_dqtcf_ms": round(corpus_d, 1),
+                        "worldmodel_dqtcf_ms": round(wm_d, 1),
+                    }
+                )
                 print(rows[-1], flush=True)
     y = np.array([r["worldmodel_dqtcf_ms"] for r in rows])
     fits = {}
     for ref in ("corpus", "map"):
         x = np.array([r[f"{ref}_dqtcf_ms"] for r in rows])
         slope, intercept = np.polyfit(x, y, 1)
-        fits[f"vs_{ref}"] = {"slope": round(float(slope), 3), "intercept_ms": round(float(intercept), 2),
-                             "rmse_ms": round(float(np.sqrt(np.mean((y - x) ** 2))), 2)}
+        fits[f"vs_{ref}"] = {
+            "slope": round(float(slope), 3),
+            "intercept_ms": round(float(intercept), 2),
+            "rmse_ms": round(float(np.sqrt(np.mean((y - x) ** 2))), 2),
+        }
     # within one drug and multiple, how the world model moves when only the map changes
     shipped = {(r["drug"], r["multiple"]): r for r in rows if r["map"] == "shipped"}
-    dx = np.array([r["map_dqtcf_ms"] - shipped[(r["drug"], r["multiple"])]["map_dqtcf_ms"] for r in rows if r["map"] != "shipped"])
-    dy = np.array([r["worldmodel_dqtcf_ms"] - shipped[(r["drug"], r["multiple"])]["worldmodel_dqtcf_ms"]
-                   for r in rows if r["map"] != "shipped"])
+    dx = np.array(
+        [r["map_dqtcf_ms"] - shipped[(r["drug"], r["multiple"])]["map_dqtcf_ms"] for r in rows if r["map"] != "shipped"]
+    )
+    dy = np.array(
+        [
+            r["worldmodel_dqtcf_ms"] - shipped[(r["drug"], r["multiple"])]["worldmodel_dqtcf_ms"]
+            for r in rows
+            if r["map"] != "shipped"
+        ]
+    )
     change_slope = float(np.sum(dx * dy) / np.sum(dx * dx))
-    print(json.dumps({"checkpoint": args.checkpoint, "patients": n, "samples": args.samples, **fits,
-                      "map_change_slope": round(change_slope, 3), "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "checkpoint": args.checkpoint,
+                "patients": n,
+                "samples": args.samples,
+                **fits,
+                "map_change_slope": round(change_slope, 3),
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

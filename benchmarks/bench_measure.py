@@ -10,6 +10,7 @@ Real beat: the lead-II median beat of PTB record s0010_re (patient001, 1 kHz) me
 QRS onset (neurokit2: R onset) to T end (T offset). A PNG of the beat with both sets of fiducials is
 written to --out. Last line: JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ def one_cycle_tiled(beat, fs, rr_ms, r_index):
     4 s), and their R indices."""
     rr = int(round(rr_ms / 1000 * fs))
     start = max(0, r_index - int(round(0.35 * rr)))
-    cycle = beat[start:min(len(beat), start + rr)]
+    cycle = beat[start : min(len(beat), start + rr)]
     copies = int(np.ceil(5.0 * fs / len(cycle))) + 1
     return np.tile(cycle, copies), np.arange(copies) * len(cycle) + (r_index - start)
 
@@ -75,8 +76,11 @@ def main():
     t_nk = time.perf_counter() - t0
     synth_diff = np.array(qt_nk, float) - ours["qt_ms"][: args.reference]
 
-    result = {"batch": args.batch, "vtrial_beats_per_s": round(args.batch / t_vtrial, 1),
-              "neurokit2_beats_per_s": round(args.reference / t_nk, 2)}
+    result = {
+        "batch": args.batch,
+        "vtrial_beats_per_s": round(args.batch / t_vtrial, 1),
+        "neurokit2_beats_per_s": round(args.reference / t_nk, 2),
+    }
     result["speedup"] = round(result["vtrial_beats_per_s"] / result["neurokit2_beats_per_s"], 1)
     result["synthetic_qt_diff_ms_median"] = round(float(np.nanmedian(synth_diff)), 2)
     result["synthetic_qt_diff_ms_mad"] = round(float(np.nanmedian(np.abs(synth_diff - np.nanmedian(synth_diff)))), 2)
@@ -94,16 +98,19 @@ def main():
         f = neurokit_fiducials(nk, sig, rpeaks, int(rec.fs))
         offset = f["R"] - r_index  # tiled index of window index 0
         qt_nk_real = (f["ECG_T_Offsets"] - f["ECG_R_Onsets"]) / rec.fs * 1000
-        result.update({
-            "qt_ms_vtrial": round(float(m["qt_ms"][0]), 1),
-            "qt_ms_neurokit2": round(float(qt_nk_real), 1),
-            "qt_diff_ms": round(float(m["qt_ms"][0] - qt_nk_real), 1),
-            "r_to_tpeak_ms_vtrial": round(float((m["tpeak_s"][0] - m["r_s"][0]) * 1000), 1),
-            "r_to_tpeak_ms_neurokit2": round(float((f["ECG_T_Peaks"] - f["R"]) / rec.fs * 1000), 1),
-            "real_beat": "PTB s0010_re lead ii median beat, " f"{mb.n_beats} beats, RR {mb.rr_ms:.0f} ms",
-        })
+        result.update(
+            {
+                "qt_ms_vtrial": round(float(m["qt_ms"][0]), 1),
+                "qt_ms_neurokit2": round(float(qt_nk_real), 1),
+                "qt_diff_ms": round(float(m["qt_ms"][0] - qt_nk_real), 1),
+                "r_to_tpeak_ms_vtrial": round(float((m["tpeak_s"][0] - m["r_s"][0]) * 1000), 1),
+                "r_to_tpeak_ms_neurokit2": round(float((f["ECG_T_Peaks"] - f["R"]) / rec.fs * 1000), 1),
+                "real_beat": f"PTB s0010_re lead ii median beat, {mb.n_beats} beats, RR {mb.rr_ms:.0f} ms",
+            }
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -116,8 +123,11 @@ def main():
             ax.axvline((f[key] - offset - r_index) / rec.fs * 1000, color="tab:orange", ls="--", lw=1)
         ax.set_xlabel("time from R (ms)")
         ax.set_ylabel("mV")
-        ax.set_title(f"PTB s0010_re lead II median beat: QT vtrial {result['qt_ms_vtrial']} ms (solid), "
-                     f"neurokit2 {result['qt_ms_neurokit2']} ms (dashed)", fontsize=9)
+        ax.set_title(
+            f"PTB s0010_re lead II median beat: QT vtrial {result['qt_ms_vtrial']} ms (solid), "
+            f"neurokit2 {result['qt_ms_neurokit2']} ms (dashed)",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(args.out / "ptb_s0010_qt.png", dpi=110)
         result["figure"] = str(args.out / "ptb_s0010_qt.png")
@@ -125,8 +135,11 @@ def main():
         result["qt_ms_vtrial"] = result["qt_ms_neurokit2"] = None
         result["skipped_real_beat"] = f"{record}.hea not found"
     result["target"] = {"speedup": TARGET_SPEEDUP, "qt_diff_ms": TARGET_QT_MS}
-    result["meets_target"] = bool(result["speedup"] >= TARGET_SPEEDUP and result.get("qt_diff_ms") is not None
-                                  and abs(result["qt_diff_ms"]) <= TARGET_QT_MS)
+    result["meets_target"] = bool(
+        result["speedup"] >= TARGET_SPEEDUP
+        and result.get("qt_diff_ms") is not None
+        and abs(result["qt_diff_ms"]) <= TARGET_QT_MS
+    )
     print(json.dumps(result))
 
 

@@ -8,6 +8,7 @@ concentrations between the design's grid points (1/20 … 20 × free Cmax, hERG 
 conductance factors, steady state and beat count). Prints the surrogate's errors (ms) on both and the
 time per ORd batch and per surrogate call; one JSON object on the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +44,20 @@ def main():
     err = pred - truth
     drugs, randoms = slice(1, 1 + n_drug), slice(1 + n_drug, None)
     out = {
-        "benchmark": "ord_surrogate", "beats": m["beats"], "cells": int(len(block)),
-        "control_apd90_ms": float(apd[0]), "control_apd90_ms_shipped": m["apd90_control_ms"],
-        "drug_points": n_drug, "random_points": args.random, "failed_to_repolarize": int((~ok).sum()),
+        "benchmark": "ord_surrogate",
+        "beats": m["beats"],
+        "cells": int(len(block)),
+        "control_apd90_ms": float(apd[0]),
+        "control_apd90_ms_shipped": m["apd90_control_ms"],
+        "drug_points": n_drug,
+        "random_points": args.random,
+        "failed_to_repolarize": int((~ok).sum()),
         "rmse_drug_ms": float(np.sqrt(np.mean(err[drugs][ok[drugs]] ** 2))),
         "max_abs_drug_ms": float(np.abs(err[drugs][ok[drugs]]).max()),
         "rmse_random_ms": float(np.sqrt(np.mean(err[randoms][ok[randoms]] ** 2))),
         "max_abs_random_ms": float(np.abs(err[randoms][ok[randoms]]).max()),
-        "ord_seconds_per_batch": ord_s, "ord_seconds_per_beat": ord_s / m["beats"],
+        "ord_seconds_per_batch": ord_s,
+        "ord_seconds_per_beat": ord_s / m["beats"],
         "surrogate_seconds_per_call": surrogate_s,
     }
     print(json.dumps(out))

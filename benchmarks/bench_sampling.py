@@ -9,6 +9,7 @@
    the decoder, and the encoder of the conditioning), divided by the time: the model's FLOP/s.
 Last line: JSON with samples_per_s, model_flops_per_s, peak_flops_per_s, roofline_fraction.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,17 @@ def main():
 
     def run():
         with torch.inference_mode():
-            model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, args.steps, 1.0, 0.1,
-                         samples_per_unit=args.samples)
+            model.sample(
+                pairs.baseline,
+                pairs.prior,
+                pairs.action,
+                pairs.covariates,
+                noise,
+                args.steps,
+                1.0,
+                0.1,
+                samples_per_unit=args.samples,
+            )
 
     run()
     t = best_of(run, repeats=3)
@@ -58,10 +68,18 @@ def main():
         run()
     flops = counter.get_total_flops()
     peak = peak_flops()
-    result = {"threads": torch.get_num_threads(), "batch_samples": n, "samples_per_unit": args.samples,
-              "ddim_steps": args.steps, "samples_per_s": round(n / t, 1), "model_flops_per_sample": int(flops / n),
-              "model_flops_per_s": round(flops / t, 1), "peak_flops_per_s": round(peak, 1),
-              "roofline_fraction": round(flops / t / peak, 4), "target": {"roofline_fraction": TARGET}}
+    result = {
+        "threads": torch.get_num_threads(),
+        "batch_samples": n,
+        "samples_per_unit": args.samples,
+        "ddim_steps": args.steps,
+        "samples_per_s": round(n / t, 1),
+        "model_flops_per_sample": int(flops / n),
+        "model_flops_per_s": round(flops / t, 1),
+        "peak_flops_per_s": round(peak, 1),
+        "roofline_fraction": round(flops / t / peak, 4),
+        "target": {"roofline_fraction": TARGET},
+    }
     result["meets_target"] = bool(result["roofline_fraction"] >= TARGET)
     print(json.dumps(result))
 

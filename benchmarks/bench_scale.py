@@ -19,6 +19,7 @@ Throughput on this shared 2-core machine varies by ±25 % between identical back
 rate is the best of ``--repeats`` runs (all runs are listed under ``runs``). Targets: scaling ≥ 1.6,
 overhead ≤ 0.10, RSS ratio ≤ 1.5. Last line: JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,18 +43,27 @@ TARGETS = {"scaling_2_over_1": 1.6, "ray_overhead_fraction": 0.10, "driver_rss_r
 
 
 def protocol(patients: int, sampler: str, replicas: int = 1, gpus_per_replica: float = 0.0, batch_size: int = 96):
-    return parse_protocol({
-        "name": f"scale_{patients}", "seed": 99,
-        "cohort": {"population": "healthy_adults", "size": patients},
-        "arms": [{"name": "placebo", "placebo": True},
-                 {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
-                 {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
-        "schedule": {"times_h": [-0.5, 1, 2, 3, 4, 6, 8, 12]},
-        "sampling": {"samples_per_patient": 16, "sampler": sampler},
-        "compute": {"replicas": replicas, "gpus_per_replica": gpus_per_replica, "cpus_per_replica": 1,
-                    "batch_size": batch_size},
-        "tracking": {"experiment": "bench-scale"},
-    })
+    return parse_protocol(
+        {
+            "name": f"scale_{patients}",
+            "seed": 99,
+            "cohort": {"population": "healthy_adults", "size": patients},
+            "arms": [
+                {"name": "placebo", "placebo": True},
+                {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+                {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]},
+            ],
+            "schedule": {"times_h": [-0.5, 1, 2, 3, 4, 6, 8, 12]},
+            "sampling": {"samples_per_patient": 16, "sampler": sampler},
+            "compute": {
+                "replicas": replicas,
+                "gpus_per_replica": gpus_per_replica,
+                "cpus_per_replica": 1,
+                "batch_size": batch_size,
+            },
+            "tracking": {"experiment": "bench-scale"},
+        }
+    )
 
 
 def n_samples(p) -> int:
@@ -79,11 +89,13 @@ def ray_rate(p, out: Path) -> float:
 
 def driver_rss(patients: int, sampler: str, out: Path) -> dict:
     """Peak RSS (MB) of a fresh driver process running the whole trial with 2 replicas."""
-    code = (f"import json, resource, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"from bench_scale import protocol; from vtrial.trial import run_trial; "
-            f"r = run_trial(protocol({patients}, {sampler!r}, replicas=2), out={str(out)!r}, progress=False); "
-            f"print(json.dumps({{'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-            f"'sampling_peak_mb': json.load(open({str(out / 'run_info.json')!r}))['driver_peak_rss_mb_sampling']}}))")
+    code = (
+        f"import json, resource, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"from bench_scale import protocol; from vtrial.trial import run_trial; "
+        f"r = run_trial(protocol({patients}, {sampler!r}, replicas=2), out={str(out)!r}, progress=False); "
+        f"print(json.dumps({{'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+        f"'sampling_peak_mb': json.load(open({str(out / 'run_info.json')!r}))['driver_peak_rss_mb_sampling']}}))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     if res.returncode:
         sys.exit(res.stderr[-3000:])
@@ -111,17 +123,22 @@ def main():
     rssn = driver_rss(args.patients * args.scale, args.sampler, tmp / "rssn")
 
     result = {
-        "sampler": args.sampler, "cpu_cores": os.cpu_count(), "samples_1x": n_samples(p1),
+        "sampler": args.sampler,
+        "cpu_cores": os.cpu_count(),
+        "samples_1x": n_samples(p1),
         "samples_10x": n_samples(protocol(args.patients * args.scale, args.sampler)),
         "samples_per_s_inprocess": round(inproc, 1),
-        "samples_per_s_1": round(s1, 1), "samples_per_s_2": round(s2, 1),
+        "samples_per_s_1": round(s1, 1),
+        "samples_per_s_2": round(s2, 1),
         "scaling_2_over_1": round(s2 / s1, 3),
         "ray_overhead_fraction": round(1 - s1 / inproc, 4),
-        "driver_peak_rss_mb_1x": round(rss1["peak_mb"], 1), "driver_peak_rss_mb_10x": round(rssn["peak_mb"], 1),
+        "driver_peak_rss_mb_1x": round(rss1["peak_mb"], 1),
+        "driver_peak_rss_mb_10x": round(rssn["peak_mb"], 1),
         "driver_sampling_rss_mb_1x": round(rss1["sampling_peak_mb"], 1),
         "driver_sampling_rss_mb_10x": round(rssn["sampling_peak_mb"], 1),
         "driver_rss_ratio_10x": round(rssn["peak_mb"] / rss1["peak_mb"], 3),
-        "runs": runs, "targets": TARGETS,
+        "runs": runs,
+        "targets": TARGETS,
     }
     result["meets_targets"] = {
         "scaling_2_over_1": result["scaling_2_over_1"] >= TARGETS["scaling_2_over_1"],

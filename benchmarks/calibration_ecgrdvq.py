@@ -10,6 +10,7 @@ with the observed mean ΔΔQTcF (``ddQTcF_by_treatment_timepoint.csv``), and its
 study's finding (dofetilide and quinidine prolong J-Tpeak_c; ranolazine and verapamil do not, or far
 less). Last line: JSON with ``peak_ddqtcf_error_ms`` (predicted peak minus observed peak) per drug.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,12 @@ from vtrial.sources.study_table import load_clinical_table, placebo_corrected
 from vtrial.spec.drugs import get_drug
 from vtrial.studies.epk_calibration import interval_changes, mean_sensitivity, mean_subject, population_block
 
-DRUGS = {"dofetilide": "Dofetilide", "quinidine": "Quinidine Sulph", "ranolazine": "Ranolazine", "verapamil": "Verapamil HCL"}
+DRUGS = {
+    "dofetilide": "Dofetilide",
+    "quinidine": "Quinidine Sulph",
+    "ranolazine": "Ranolazine",
+    "verapamil": "Verapamil HCL",
+}
 TARGET_MS = 10.0
 
 
@@ -46,7 +52,9 @@ def main():
     coef = default_coefficients()
     sensitivity = mean_sensitivity(real_subject_sensitivity_cv())
     peak_err, rmse, jt = {}, {}, {}
-    print(f"{'drug':<11} {'dose':>8} {'obs peak':>9} {'pred peak':>9} {'error':>7} {'RMSE':>6} {'obs ΔΔJTpc':>11} {'pred ΔJTpc':>11}")
+    print(
+        f"{'drug':<11} {'dose':>8} {'obs peak':>9} {'pred peak':>9} {'error':>7} {'RMSE':>6} {'obs ΔΔJTpc':>11} {'pred ΔJTpc':>11}"
+    )
     for drug, label in DRUGS.items():
         obs = ref.filter((pl.col("treatment") == label) & (pl.col("tpt_h") > 0)).sort("tpt_h")
         times = obs["tpt_h"].to_numpy()
@@ -56,9 +64,14 @@ def main():
         peak_err[drug] = round(float(pred["d_qtcf_ms"].max() - observed.max()), 2)
         rmse[drug] = round(float(np.sqrt(np.mean((pred["d_qtcf_ms"] - observed) ** 2))), 2)
         jt_obs = float(dd.filter((pl.col("treatment") == drug) & (pl.col("time_h") > 0))["dd_jtpeakc_ms"].max())
-        jt[drug] = {"observed_peak_ms": round(jt_obs, 2), "predicted_peak_ms": round(float(pred["d_jtpeakc_ms"].max()), 2)}
-        print(f"{drug:<11} {dose:>8g} {observed.max():>9.1f} {pred['d_qtcf_ms'].max():>9.1f} {peak_err[drug]:>7.1f} "
-              f"{rmse[drug]:>6.1f} {jt_obs:>11.1f} {pred['d_jtpeakc_ms'].max():>11.1f}")
+        jt[drug] = {
+            "observed_peak_ms": round(jt_obs, 2),
+            "predicted_peak_ms": round(float(pred["d_jtpeakc_ms"].max()), 2),
+        }
+        print(
+            f"{drug:<11} {dose:>8g} {observed.max():>9.1f} {pred['d_qtcf_ms'].max():>9.1f} {peak_err[drug]:>7.1f} "
+            f"{rmse[drug]:>6.1f} {jt_obs:>11.1f} {pred['d_jtpeakc_ms'].max():>11.1f}"
+        )
     p = {d: v["predicted_peak_ms"] for d, v in jt.items()}
     finding = bool(min(p["dofetilide"], p["quinidine"]) > 2 * max(p["ranolazine"], p["verapamil"], 1.0))
     result = {

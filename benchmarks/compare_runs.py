@@ -3,6 +3,7 @@ refactor kept behaviour. Prints one JSON object on its last line.
 
     python benchmarks/compare_runs.py RUN_A RUN_B
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,20 @@ def _beats(run: Path) -> pl.DataFrame | None:
 def compare(a: Path, b: Path) -> dict:
     sa, sb = _samples(a), _samples(b)
     same_cols = [c for c in sa.columns if c in sb.columns and c != "protocol_hash"]
-    out = {"rows": [sa.height, sb.height], "columns_compared": same_cols,
-           "columns_only_in_one": sorted(set(sa.columns) ^ set(sb.columns)),
-           "samples_identical": sa.height == sb.height and sa.select(same_cols).equals(sb.select(same_cols), null_equal=True)}
+    out = {
+        "rows": [sa.height, sb.height],
+        "columns_compared": same_cols,
+        "columns_only_in_one": sorted(set(sa.columns) ^ set(sb.columns)),
+        "samples_identical": sa.height == sb.height
+        and sa.select(same_cols).equals(sb.select(same_cols), null_equal=True),
+    }
     ba, bb = _beats(a), _beats(b)
     if ba is not None and bb is not None:
         joined = ba.join(bb, on=KEY, suffix="_b")  # the beats both runs kept
-        same = all(np.array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32))
-                   for x, y in zip(joined["beat_mv"].to_list(), joined["beat_mv_b"].to_list()))
+        same = all(
+            np.array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32))
+            for x, y in zip(joined["beat_mv"].to_list(), joined["beat_mv_b"].to_list())
+        )
         out["beats_compared"] = joined.height
         out["beats_in_each"] = [ba.height, bb.height]
         out["beats_identical"] = bool(same) and joined.height == min(ba.height, bb.height)

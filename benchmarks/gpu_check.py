@@ -17,6 +17,7 @@ carries at most 64 MiB of wheels and working tree); each part prints its own JSO
    threads (best of 2); and ``run_trial`` with 1 replica × 1 GPU (samples/s over the sampling phase).
 Last line: JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,7 +113,10 @@ def sampling_part(device: str, units_n: int) -> dict:
     diff = np.abs(cpu_rows["qtcf_ms"][both] - dev_rows["qtcf_ms"][both])
     result["cuda_vs_cpu_qtcf_max_abs_ms"] = round(float(diff.max()), 3) if diff.size else None
     result["cuda_vs_cpu_share_within_1ms"] = round(float(np.mean(diff <= 1.0)), 4) if diff.size else None
-    result["valid_share_cpu_vs_device"] = [round(float(np.mean(cpu_rows["valid"])), 4), round(float(np.mean(dev_rows["valid"])), 4)]
+    result["valid_share_cpu_vs_device"] = [
+        round(float(np.mean(cpu_rows["valid"])), 4),
+        round(float(np.mean(dev_rows["valid"])), 4),
+    ]
 
     def sync():
         if device == "cuda":
@@ -122,12 +126,17 @@ def sampling_part(device: str, units_n: int) -> dict:
     t_gen = best_of(lambda: (dev_sampler.beats(units, p.seed), sync()))
     t_all = best_of(lambda: (dev_sampler.sample(units, p.seed), sync()))
     t_cpu = best_of(lambda: make_sampler(p, "cpu").sample(units, p.seed), repeats=2)
-    result.update({"samples": n, "generation_samples_per_s": round(n / t_gen, 1),
-                   "generation_and_measurement_samples_per_s": round(n / t_all, 1),
-                   "measurement_share_of_time": round(1 - t_gen / t_all, 3),
-                   "cpu_generation_and_measurement_samples_per_s": round(n / t_cpu, 1),
-                   "cpu_threads": torch.get_num_threads(),
-                   "device_vs_cpu_speedup": round(t_cpu / t_all, 2)})
+    result.update(
+        {
+            "samples": n,
+            "generation_samples_per_s": round(n / t_gen, 1),
+            "generation_and_measurement_samples_per_s": round(n / t_all, 1),
+            "measurement_share_of_time": round(1 - t_gen / t_all, 3),
+            "cpu_generation_and_measurement_samples_per_s": round(n / t_cpu, 1),
+            "cpu_threads": torch.get_num_threads(),
+            "device_vs_cpu_speedup": round(t_cpu / t_all, 2),
+        }
+    )
     p4 = protocol(units_n // 2, 1, 1.0, 64)  # 12 units per patient: at least 4 × units_n
     units4 = UnitPlan(p4, load_cohort(p4.cohort, p.seed)[0]).batch(slice(0, 4 * units_n))
     n4 = len(units4["patient"]) * p.sampling.samples_per_patient

@@ -14,6 +14,7 @@
 The effect-compartment rates (ke0) are added by ``scripts/calibrate_epk.py``; an existing ke0 is kept.
 No data is copied into the package: only fitted values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ PHYSCHEM = {
 MOMENT_DRAWS = 500
 MOMENT_SEED = 7
 IC50_COLS = {"hERG": "hERG", "ICaL": "ICaL", "INaL": "INaL", "INa": "INa", "IKs": "IKs", "Ito": "Ito", "IK1": "IK1"}
-REFS = ["Li Z et al. Circ Arrhythm Electrophysiol 2017 doi:10.1161/CIRCEP.116.004628",
-        "Li Z et al. Clin Pharmacol Ther 2019 doi:10.1002/cpt.1184"]
+REFS = [
+    "Li Z et al. Circ Arrhythm Electrophysiol 2017 doi:10.1161/CIRCEP.116.004628",
+    "Li Z et al. Clin Pharmacol Ther 2019 doi:10.1002/cpt.1184",
+]
 FDA_REF = "Johannesen L et al. Clin Pharmacol Ther 2014 doi:10.1038/clpt.2014.155 (PhysioNet ECGRDVQ)"
 
 
@@ -84,8 +87,11 @@ def fit(t, c, dose_mg, x0):
 
 def pk_entries(data_dir: Path) -> dict:
     df, _ = load_clinical_table(data_dir / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
-    obs = (df.filter(pl.col("conc_ng_ml").is_not_null() & (pl.col("conc_ng_ml") > 0) & ~pl.col("baseline"))
-           .group_by("subject", "treatment", "time_h").agg(pl.col("conc_ng_ml").first(), pl.col("dose_mg").first()))
+    obs = (
+        df.filter(pl.col("conc_ng_ml").is_not_null() & (pl.col("conc_ng_ml") > 0) & ~pl.col("baseline"))
+        .group_by("subject", "treatment", "time_h")
+        .agg(pl.col("conc_ng_ml").first(), pl.col("dose_mg").first())
+    )
     out = {}
     for drug in ("dofetilide", "quinidine", "ranolazine", "verapamil"):
         _, _, salt, _ = PHYSCHEM[drug]
@@ -106,20 +112,38 @@ def pk_entries(data_dir: Path) -> dict:
         # population's mean and SD of concentration at each time match the study's. (Per-subject fits of
         # sparse single-dose profiles carried their estimation noise into ω — dofetilide's V1 came out at
         # ω 0.81 where the observed CV at the peak is 0.13 — and so blunted the simulated mean peak.)
-        moments = (pl.DataFrame({"t": t, "c": c}).group_by("t")
-                   .agg(pl.col("c").mean().alias("mean"), pl.col("c").std().alias("sd")).sort("t"))
-        theta, omega = fit_population_moments(moments["t"].to_numpy(), moments["mean"].to_numpy(),
-                                              moments["sd"].to_numpy(), dose_base, theta, MOMENT_DRAWS, MOMENT_SEED)
+        moments = (
+            pl.DataFrame({"t": t, "c": c})
+            .group_by("t")
+            .agg(pl.col("c").mean().alias("mean"), pl.col("c").std().alias("sd"))
+            .sort("t")
+        )
+        theta, omega = fit_population_moments(
+            moments["t"].to_numpy(),
+            moments["mean"].to_numpy(),
+            moments["sd"].to_numpy(),
+            dose_base,
+            theta,
+            MOMENT_DRAWS,
+            MOMENT_SEED,
+        )
         pred = predict_mg_l(theta, t, dose_base)
         values = {NAMES[i]: (float(np.exp(theta[i])) if i != 3 else float(theta[i])) for i in range(len(theta))}
         entry = {k: round(v, 5) for k, v in values.items()}
-        entry.update({"omega_ka": round(float(omega[0]), 4), "omega_cl": round(float(omega[1]), 4),
-                      "omega_v": round(float(omega[2]), 4)})
-        entry["source"] = (f"{model} oral + lag (AIC {aic1:.1f} one vs {aic2:.1f} two compartments), pooled OLS on the "
-                           f"linear scale over {n} concentrations of {d['subject'].n_unique()} subjects, dose "
-                           f"{float(d['dose_mg'][0])} mg x salt factor {salt}; relative RMS residual "
-                           f"{np.sqrt(np.mean((pred - c) ** 2)) / np.mean(c):.3f}; typical values and omega (ka, CL, V1) by "
-                           f"simulated moments over {MOMENT_DRAWS} draws; scripts/build_drug_library.py")
+        entry.update(
+            {
+                "omega_ka": round(float(omega[0]), 4),
+                "omega_cl": round(float(omega[1]), 4),
+                "omega_v": round(float(omega[2]), 4),
+            }
+        )
+        entry["source"] = (
+            f"{model} oral + lag (AIC {aic1:.1f} one vs {aic2:.1f} two compartments), pooled OLS on the "
+            f"linear scale over {n} concentrations of {d['subject'].n_unique()} subjects, dose "
+            f"{float(d['dose_mg'][0])} mg x salt factor {salt}; relative RMS residual "
+            f"{np.sqrt(np.mean((pred - c) ** 2)) / np.mean(c):.3f}; typical values and omega (ka, CL, V1) by "
+            f"simulated moments over {MOMENT_DRAWS} draws; scripts/build_drug_library.py"
+        )
         out[drug] = entry
     return out
 
@@ -140,8 +164,11 @@ def main():
         entry = {
             "ic50_nM": {ch: row[f"{col}_IC50"] for ch, col in IC50_COLS.items()},
             "hill": {ch: row[f"{col}_h"] for ch, col in IC50_COLS.items()},
-            "mw_g_mol": mw, "fu": fu, "salt_factor": salt,
-            "free_cmax_nM": float(meta["therapeutic"]), "tdp_category": int(meta["CiPA"]),
+            "mw_g_mol": mw,
+            "fu": fu,
+            "salt_factor": salt,
+            "free_cmax_nM": float(meta["therapeutic"]),
+            "tdp_category": int(meta["CiPA"]),
             "references": REFS + [f"fu/MW: {src}"],
         }
         if name in pks:
@@ -152,9 +179,12 @@ def main():
             entry["pk"] = pk
             entry["references"].append(FDA_REF)
         drugs[name] = entry
-    payload = {"about": "vtrial drug library; built by scripts/build_drug_library.py from the CiPA drug "
-                        "profiles and the FDA study ECGRDVQ (CiPA: Li 2017/2019; PK fitted to ECGRDVQ). Units: nM, g/mol, h, L, L/h.",
-               "channels": list(CHANNELS), "drugs": drugs}
+    payload = {
+        "about": "vtrial drug library; built by scripts/build_drug_library.py from the CiPA drug "
+        "profiles and the FDA study ECGRDVQ (CiPA: Li 2017/2019; PK fitted to ECGRDVQ). Units: nM, g/mol, h, L, L/h.",
+        "channels": list(CHANNELS),
+        "drugs": drugs,
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
     for name, pk in pks.items():

@@ -14,6 +14,7 @@ is fixed (not identifiable from intervals). Writes vtrial/data/epk_coefficients.
 and the ke0 values into vtrial/data/drugs.json. ``--subjects`` restricts the fit to a subject subset
 (used for out-of-sample checks); by default all 22 subjects.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,10 @@ def main():
     rmse = {d: float(np.sqrt(np.mean((pred[d]["d_qtcf_ms"] - obs[d]["qtcf_ms"]) ** 2))) for d in DRUGS}
     fitted = {
         "data": "FDA study ECGRDVQ (SCR-002), mean placebo-corrected changes of "
-                + ("all 22 subjects" if subjects is None else f"subjects {subjects}"),
+        + ("all 22 subjects" if subjects is None else f"subjects {subjects}"),
         "method": "scripts/calibrate_epk.py: bounded least squares (scipy.optimize.least_squares) of a mean "
-                  "virtual subject's measured ΔΔQTcF, ΔΔJ-Tpeak_c, ΔΔTpeak-Tend, ΔΔPR, ΔΔQRS time courses, "
-                  "block averaged over 64 PK draws, mean drug sensitivity",
+        "virtual subject's measured ΔΔQTcF, ΔΔJ-Tpeak_c, ΔΔTpeak-Tend, ΔΔPR, ΔΔQRS time courses, "
+        "block averaged over 64 PK draws, mean drug sensitivity",
         "mean_subject_baseline_ms": {k: round(v, 2) for k, v in base.items()},
         "t_flattening": "fixed, not identifiable from intervals",
         "ke0_per_h": {d: round(v, 4) for d, v in ke0.items()},

@@ -15,6 +15,7 @@ fitted rows; the rest give the held-out error. Writes vtrial/data/ord_apd90_desi
 and vtrial/data/ord_apd90.json (the network and its errors). ``--reuse`` refits from the design file
 without simulating again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,13 @@ def design(n_random: int, seed: int) -> pl.DataFrame:
             rows.append((f"only_{ch}", float("nan"), b))
     rows += [("random", float("nan"), b) for b in random_blocks(n_random, np.random.default_rng(seed))]
     block = np.array([r[2] for r in rows])
-    return pl.DataFrame({"source": [r[0] for r in rows], "conc_free_nM": [r[1] for r in rows],
-                         **{f"block_{ch}": block[:, k] for k, ch in enumerate(CHANNELS)}})
+    return pl.DataFrame(
+        {
+            "source": [r[0] for r in rows],
+            "conc_free_nM": [r[1] for r in rows],
+            **{f"block_{ch}": block[:, k] for k, ch in enumerate(CHANNELS)},
+        }
+    )
 
 
 def steady_state(beats: int) -> dict:
@@ -66,14 +72,19 @@ def simulate(df: pl.DataFrame, beats: int, state: dict, chunk: int = 400) -> np.
     block = df.select([f"block_{ch}" for ch in CHANNELS]).to_numpy()
     apd = np.empty(len(block))
     for lo in track(range(0, len(block), chunk), description=f"ORd, {beats} beats per chunk of {chunk}"):
-        apd[lo:lo + chunk] = pace(block[lo:lo + chunk], beats, CYCLE_MS, base=CIPA_V1_FACTORS, state=state)[0][-1]
+        apd[lo : lo + chunk] = pace(block[lo : lo + chunk], beats, CYCLE_MS, base=CIPA_V1_FACTORS, state=state)[0][-1]
     return apd
 
 
 def fit_network(block: np.ndarray, target: np.ndarray, train: np.ndarray, seed: int, epochs: int = 6000):
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(len(CHANNELS), HIDDEN), torch.nn.Tanh(),
-                              torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1)).double()
+    net = torch.nn.Sequential(
+        torch.nn.Linear(len(CHANNELS), HIDDEN),
+        torch.nn.Tanh(),
+        torch.nn.Linear(HIDDEN, HIDDEN),
+        torch.nn.Tanh(),
+        torch.nn.Linear(HIDDEN, 1),
+    ).double()
     x = torch.as_tensor(block[train])
     y = torch.as_tensor(target[train])[:, None]
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -84,8 +95,11 @@ def fit_network(block: np.ndarray, target: np.ndarray, train: np.ndarray, seed: 
         loss.backward()
         opt.step()
         sched.step()
-    return [(m.weight.detach().numpy().T.tolist(), m.bias.detach().numpy().tolist())
-            for m in net if isinstance(m, torch.nn.Linear)]
+    return [
+        (m.weight.detach().numpy().T.tolist(), m.bias.detach().numpy().tolist())
+        for m in net
+        if isinstance(m, torch.nn.Linear)
+    ]
 
 
 def main():
@@ -118,21 +132,36 @@ def main():
     layers = fit_network(block, np.log(apd / control), train, args.seed)
     model = {"apd90_control_ms": control, "layers": layers}
     err = delta_apd90_ms(block, model) - (apd - control)
-    drug_rows = ok & ~np.isin(df["source"].to_numpy(), ["random", "control"]) & ~df["source"].str.starts_with("only_").to_numpy()
+    drug_rows = (
+        ok
+        & ~np.isin(df["source"].to_numpy(), ["random", "control"])
+        & ~df["source"].str.starts_with("only_").to_numpy()
+    )
     fitted = {
         "method": "7→32→32→1 tanh network on log(APD90 / control), Adam, 6000 full-batch epochs, 85 % of the rows",
-        "rows": int(len(df)), "failed_to_repolarize": int((~ok).sum()),
+        "rows": int(len(df)),
+        "failed_to_repolarize": int((~ok).sum()),
         "rmse_train_ms": float(np.sqrt(np.mean(err[train] ** 2))),
         "rmse_heldout_ms": float(np.sqrt(np.mean(err[test] ** 2))),
         "max_abs_heldout_ms": float(np.abs(err[test]).max()),
         "rmse_drug_curves_ms": float(np.sqrt(np.mean(err[drug_rows] ** 2))),
     }
-    out = {"about": ("ΔAPD90 surrogate of the O'Hara–Rudy endocardial cell with CiPA's conductance factors "
-                     "(conductance block, 1 Hz), fitted by scripts/fit_ord_surrogate.py to the simulations in "
-                     "ord_apd90_design.csv"),
-           "apd90_control_ms": control, "conductance_factors": CIPA_V1_FACTORS, "prepace_beats": prepace,
-           "steady_state": state, "beats": beats, "cycle_ms": CYCLE_MS, "seed": args.seed,
-           "layers": layers, "fitted": fitted}
+    out = {
+        "about": (
+            "ΔAPD90 surrogate of the O'Hara–Rudy endocardial cell with CiPA's conductance factors "
+            "(conductance block, 1 Hz), fitted by scripts/fit_ord_surrogate.py to the simulations in "
+            "ord_apd90_design.csv"
+        ),
+        "apd90_control_ms": control,
+        "conductance_factors": CIPA_V1_FACTORS,
+        "prepace_beats": prepace,
+        "steady_state": state,
+        "beats": beats,
+        "cycle_ms": CYCLE_MS,
+        "seed": args.seed,
+        "layers": layers,
+        "fitted": fitted,
+    }
     MODEL.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(fitted))
 

@@ -7,6 +7,7 @@ protocols/cipa_training.yaml:
 Runs whose drugs span fewer than two known categories predict with this file (a classifier fitted on the
 same sampler as the run; a mismatch is warned about).
 """
+
 from __future__ import annotations
 
 import sys

@@ -12,6 +12,7 @@ made too narrow (``WorldModel.sample``). ``--ablation``: γ stays 0 (a model tra
 ``--write`` stores the choice in the checkpoint (extra["sampler"]), where ``WorldModelSampler`` and
 ``vtrial eval`` read it. Last line JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def main():
     model = load_checkpoint(args.checkpoint)
     val = make_pairs(args.pairs, VALIDATION_SEED)
     rows = {}
-    for g in ((0.0,) if args.ablation else GAMMAS):
+    for g in (0.0,) if args.ablation else GAMMAS:
         for temp in TEMPERATURES:
             r, _ = evaluate_model(model, val, args.samples, VALIDATION_SEED, 1.0, g, 20, temp)
             rows[(g, temp)] = {k: r[k] for k in ("dqtcf_mae_ms", "coverage90", "crps_dqtcf_ms", "hallucination_rate")}
@@ -54,11 +55,22 @@ def main():
         blob = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
         extra = blob.setdefault("extra", {})
         extra["sampler"] = chosen
-        extra["sampler_selection"] = {"by": "scripts/select_guidance.py", "validation_seed": VALIDATION_SEED,
-                                      "pairs": args.pairs, "samples": args.samples}
+        extra["sampler_selection"] = {
+            "by": "scripts/select_guidance.py",
+            "validation_seed": VALIDATION_SEED,
+            "pairs": args.pairs,
+            "samples": args.samples,
+        }
         torch.save(blob, args.checkpoint)
-    print(json.dumps({"validation": {f"gamma={g},temperature={t}": v for (g, t), v in rows.items()}, **chosen,
-                      "written": str(args.checkpoint) if args.write else None}))
+    print(
+        json.dumps(
+            {
+                "validation": {f"gamma={g},temperature={t}": v for (g, t), v in rows.items()},
+                **chosen,
+                "written": str(args.checkpoint) if args.write else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ ECGRDVQ (``epk_fit.fit``, ≈ 2–3 min) with the drugs' effect delays bounded b
 and the ICaL/INaL J-Tpeak coefficients bounded below by ``inward-bound`` ms. Prints the feature table
 and, last line, JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def features(coef, waves0, herg_model: str = "static") -> pl.DataFrame:
         drug = get_drug(d, herg_model)
         block = drug.block(np.array(MULTIPLES) * drug.free_cmax_nM)
         ch = interval_changes(waves0, block, coef)
-        rows += [{"drug": d, "multiple": m, "ddqtcf_ms": float(q), "ddjtpeakc_ms": float(j), "herg_block": float(b)}
-                 for m, q, j, b in zip(MULTIPLES, ch["d_qtcf_ms"], ch["d_jtpeakc_ms"], block[:, 0])]
+        rows += [
+            {"drug": d, "multiple": m, "ddqtcf_ms": float(q), "ddjtpeakc_ms": float(j), "herg_block": float(b)}
+            for m, q, j, b in zip(MULTIPLES, ch["d_qtcf_ms"], ch["d_jtpeakc_ms"], block[:, 0])
+        ]
     return pl.DataFrame(rows)
 
 
@@ -55,8 +58,12 @@ def main():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--ke0-min", type=float, default=None)
     ap.add_argument("--inward-bound", type=float, default=None)
-    ap.add_argument("--herg-model", choices=HERG_MODELS, default="static",
-                    help="hERG block of the CiPA drugs: Hill (static) or the paced dynamic hERG model")
+    ap.add_argument(
+        "--herg-model",
+        choices=HERG_MODELS,
+        default="static",
+        help="hERG block of the CiPA drugs: Hill (static) or the paced dynamic hERG model",
+    )
     args = ap.parse_args()
     table, _ = load_clinical_table(args.data / "ecgrdvq" / "SCR-002.Clinical.Data.csv")
     waves0, _ = mean_subject(table)
@@ -65,13 +72,19 @@ def main():
         if args.ke0_min is not None:
             epk_fit.KE0_BOUNDS = (math.log(args.ke0_min), epk_fit.KE0_BOUNDS[1])
         if args.inward_bound is not None:
-            epk_fit.MAP_PARAMS = [(n, args.inward_bound if n in ("jt_ICaL", "jt_INaL") else lo, hi, x0)
-                                  for n, lo, hi, x0 in epk_fit.MAP_PARAMS]
+            epk_fit.MAP_PARAMS = [
+                (n, args.inward_bound if n in ("jt_ICaL", "jt_INaL") else lo, hi, x0)
+                for n, lo, hi, x0 in epk_fit.MAP_PARAMS
+            ]
         fit = epk_fit.fit(table)
         coef = fit.coef
-        refit = {"ke0_per_h": {k: round(v, 3) for k, v in fit.ke0_per_h.items()},
-                 "peak_ddqtcf_error_ms": {d: round(float(fit.predict(d)["d_qtcf_ms"].max()
-                                                        - fit.data.obs[d]["qtcf_ms"].max()), 1) for d in epk_fit.DRUGS}}
+        refit = {
+            "ke0_per_h": {k: round(v, 3) for k, v in fit.ke0_per_h.items()},
+            "peak_ddqtcf_error_ms": {
+                d: round(float(fit.predict(d)["d_qtcf_ms"].max() - fit.data.obs[d]["qtcf_ms"].max()), 1)
+                for d in epk_fit.DRUGS
+            },
+        }
     f = features(coef, waves0, args.herg_model)
     drugs = cipa_drugs()
     cats = {d: get_drug(d).tdp_category for d in drugs}
@@ -79,12 +92,27 @@ def main():
     lodo = tdp.leave_one_drug_out(f, cats)
     wide = f.pivot(on="multiple", index="drug", values="ddqtcf_ms").with_columns(
         pl.Series("herg_block_1x", f.filter(pl.col("multiple") == 1.0)["herg_block"]),
-        pl.Series("category", [cats[d] for d in drugs]), pl.Series("lodo", [lodo[d] for d in drugs]))
+        pl.Series("category", [cats[d] for d in drugs]),
+        pl.Series("lodo", [lodo[d] for d in drugs]),
+    )
     with pl.Config(tbl_rows=20, tbl_cols=10):
         print("ΔΔQTcF (ms) at multiples of free Cmax\n", wide)
-    print(json.dumps({"classifier": {"feature": clf.feature, "multiple": clf.multiple, "low_ms": round(clf.low_ms, 1),
-                                     "high_ms": round(clf.high_ms, 1), "train_accuracy": round(clf.train_accuracy, 3)},
-                      "lodo_correct": int(sum(lodo[d] == cats[d] for d in drugs)), "drugs": len(drugs), "refit": refit}))
+    print(
+        json.dumps(
+            {
+                "classifier": {
+                    "feature": clf.feature,
+                    "multiple": clf.multiple,
+                    "low_ms": round(clf.low_ms, 1),
+                    "high_ms": round(clf.high_ms, 1),
+                    "train_accuracy": round(clf.train_accuracy, 3),
+                },
+                "lodo_correct": int(sum(lodo[d] == cats[d] for d in drugs)),
+                "drugs": len(drugs),
+                "refit": refit,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

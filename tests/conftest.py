@@ -1,6 +1,7 @@
 """Shared fixtures: where the real data lives (and skips when it is absent), a tiny world model, loopback
 checks, and small cohort-source helpers (a clinical table in the FDA study's layout, the intervals a
 cohort's baseline beats measure, a protocol around a real-data cohort)."""
+
 from pathlib import Path
 
 import polars as pl
@@ -27,8 +28,18 @@ def tiny(tmp_path_factory):
     from vtrial.model.checkpoint import save_checkpoint
     from vtrial.model.train import TrainConfig, train
 
-    cfg = TrainConfig(n_pairs=300, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50,
-                      ae_steps=60, diffusion_train_steps=60, batch_size=64, lambda0=0.1)
+    cfg = TrainConfig(
+        n_pairs=300,
+        latent_dim=8,
+        channels=8,
+        width=32,
+        depth=1,
+        diffusion_steps=50,
+        ae_steps=60,
+        diffusion_train_steps=60,
+        batch_size=64,
+        lambda0=0.1,
+    )
     model, history = train(cfg, log=lambda d: None)
     path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
     return model, history, path
@@ -45,10 +56,28 @@ def _write_table(path, subjects=SUBJECTS, drop=()):
     rows = []
     for sid, (sex, age, wt, rr, pr, qrs, jtp, tpte) in subjects.items():
         for rep, bump in enumerate((-2.0, 0.0, 2.0)):  # triplicate pre-dose ECGs
-            rows.append({"EGREFID": f"{sid}-{rep}", "RANDID": sid, "SEX": sex, "AGE": age, "WGHT": wt,
-                         "EXTRT": "Placebo", "EXDOSE": 0, "EXDOSU": "mg", "TPT": -0.5, "BASELINE": "Y",
-                         "PCSTRESN": None, "PCSTRESU": "ng/mL", "RR": rr + bump, "PR": pr, "QRS": qrs,
-                         "QT": None if jtp is None else qrs + jtp + tpte, "JTPEAK": jtp, "TPEAKTEND": tpte})
+            rows.append(
+                {
+                    "EGREFID": f"{sid}-{rep}",
+                    "RANDID": sid,
+                    "SEX": sex,
+                    "AGE": age,
+                    "WGHT": wt,
+                    "EXTRT": "Placebo",
+                    "EXDOSE": 0,
+                    "EXDOSU": "mg",
+                    "TPT": -0.5,
+                    "BASELINE": "Y",
+                    "PCSTRESN": None,
+                    "PCSTRESU": "ng/mL",
+                    "RR": rr + bump,
+                    "PR": pr,
+                    "QRS": qrs,
+                    "QT": None if jtp is None else qrs + jtp + tpte,
+                    "JTPEAK": jtp,
+                    "TPEAKTEND": tpte,
+                }
+            )
         rows.append({**rows[-1], "EGREFID": f"{sid}-post", "TPT": 2.0, "BASELINE": "N", "RR": 600.0, "QRS": 200.0})
     df = pl.DataFrame(rows, infer_schema_length=None).drop(list(drop))
     df.write_csv(path, null_value="NA")
@@ -57,13 +86,18 @@ def _write_table(path, subjects=SUBJECTS, drop=()):
 
 def _measured(cohort, fs_hz=FIT_FS_HZ):
     w = cohort.waves
-    return measure(ecgsyn_beat(w.to_ecgsyn(), fs_hz, WINDOW_S), fs_hz, w.rr_s.numpy() * 1000, window_start_s=WINDOW_S[0])
+    return measure(
+        ecgsyn_beat(w.to_ecgsyn(), fs_hz, WINDOW_S), fs_hz, w.rr_s.numpy() * 1000, window_start_s=WINDOW_S[0]
+    )
 
 
 _RUN = {
-    "name": "real-cohort", "seed": 2,
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 1.0}}]}],
+    "name": "real-cohort",
+    "seed": 2,
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 1.0}}]},
+    ],
     "schedule": {"times_h": [0.0, 2.0]},
     "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
     "compute": {"replicas": 1},
@@ -106,10 +140,12 @@ def _is_loopback(ip: str) -> bool:
 @pytest.fixture
 def assert_loopback_only():
     """Check that processes listen only on loopback addresses (127.0.0.1, ::1, ::ffff:127.0.0.1)."""
+
     def check(processes):
         listening = _listening_addresses(processes)
         assert listening, "no listening sockets found"
         assert all(_is_loopback(ip) for ip in listening), sorted(listening)
+
     return check
 
 

@@ -1,5 +1,6 @@
 """Chaos: a replica process killed mid-run, and the driver process killed mid-run then resumed. Either
 way every (arm, patient, time, sample) row exists exactly once and equals an uninterrupted run's row."""
+
 import json
 import os
 import signal
@@ -20,10 +21,13 @@ from vtrial.trial import run_trial
 BIN = Path(sys.executable).parent
 KEY = ["arm_idx", "patient", "time_idx", "sample"]
 CHAOS = {
-    "name": "chaos", "seed": 5,
+    "name": "chaos",
+    "seed": 5,
     "cohort": {"population": "healthy_adults", "size": 16},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 1.0, 2.0, 4.0, 8.0]},
     # 160 units in 80 batches of 2 × 96 samples: several seconds of sampling to strike in
     "sampling": {"samples_per_patient": 96, "sampler": "mechanistic"},
@@ -48,8 +52,13 @@ def protocol_file(tmp_path):
 
 
 def start(protocol_file, out, *extra):
-    return subprocess.Popen([str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_parts(proc, out, n, timeout_s=180.0) -> int:
@@ -65,8 +74,7 @@ def wait_for_parts(proc, out, n, timeout_s=180.0) -> int:
 
 
 def replicas_of(proc) -> list[psutil.Process]:
-    return [p for p in psutil.Process(proc.pid).children(recursive=True)
-            if "SamplerReplica" in " ".join(p.cmdline())]
+    return [p for p in psutil.Process(proc.pid).children(recursive=True) if "SamplerReplica" in " ".join(p.cmdline())]
 
 
 def same_rows(out, reference):
@@ -124,12 +132,20 @@ def test_killed_driver_resumes_and_finishes_only_what_is_missing(protocol_file, 
     store.part_path(out, torn).write_bytes(b"PAR1")
     store.part_path(out, N_BATCHES - 1).with_suffix(".tmp").write_bytes(b"half")
 
-    again = subprocess.run([str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet"],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 1 and "use --resume" in again.stdout + again.stderr  # no silent overwrite
 
-    res = subprocess.run([str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", "--resume"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     same_rows(out, reference)
     info = json.loads((out / "run_info.json").read_text())

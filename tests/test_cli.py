@@ -1,4 +1,5 @@
 """The command line: version, the built-in drugs and examples, and one hash for a trial from validate and run."""
+
 import json
 
 import pytest
@@ -45,7 +46,8 @@ def test_validate_accepts_an_example_name_and_names_missing_data():
     assert res.exit_code == 0 and "'quickstart', 3 arms, 50 patients" in " ".join(res.output.split())
     res = invoke("validate", "fda_ecgrdvq", "--data", "/nonexistent")
     assert res.exit_code == 2 and "cohort.table: file not found: ecgrdvq/SCR-002.Clinical.Data.csv" in " ".join(
-        res.output.split())
+        res.output.split()
+    )
 
 
 @pytest.mark.slow
@@ -53,9 +55,14 @@ def test_validate_and_run_give_one_hash_for_a_table_cohort(tmp_path, write_table
     """A table cohort's size is filled in by loading it; the hash does not change with that (nor with --replicas)."""
     (tmp_path / "data").mkdir()
     table = write_table(tmp_path / "data" / "t.csv")
-    protocol = {"name": "hash", "seed": 3, "cohort": {"table": "t.csv"},
-                "arms": [{"name": "placebo", "placebo": True}], "schedule": {"times_h": [0.0, 1.0]},
-                "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"}}
+    protocol = {
+        "name": "hash",
+        "seed": 3,
+        "cohort": {"table": "t.csv"},
+        "arms": [{"name": "placebo", "placebo": True}],
+        "schedule": {"times_h": [0.0, 1.0]},
+        "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
+    }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(protocol))
     res = invoke("validate", path, "--data", table.parent)

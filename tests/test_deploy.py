@@ -1,5 +1,6 @@
 """The deployment files' structure (no cluster needed): kinds, the command they run, token authentication,
 and no Ray port exposed beyond the cluster's own network."""
+
 import ipaddress
 import re
 from pathlib import Path
@@ -116,8 +117,15 @@ def test_rayjob_runs_vtrial_on_a_shipped_protocol_into_the_volume():
 
 def test_cluster_launcher_config():
     (cfg,) = load("cluster.yaml")
-    for key in ("cluster_name", "provider", "available_node_types", "head_node_type", "head_start_ray_commands",
-                "worker_start_ray_commands", "docker"):
+    for key in (
+        "cluster_name",
+        "provider",
+        "available_node_types",
+        "head_node_type",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "docker",
+    ):
         assert key in cfg, key
     assert cfg["head_node_type"] in cfg["available_node_types"]
     head_cmd = " ".join(cfg["head_start_ray_commands"])

@@ -1,4 +1,5 @@
 """The engine end to end on embedded Ray: identical tables whatever the replicas, resume, refusals."""
+
 import copy
 import json
 import shutil
@@ -17,10 +18,13 @@ from vtrial.trial import RunError, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
-    "name": "tiny", "seed": 7,
+    "name": "tiny",
+    "seed": 7,
     "cohort": {"population": "healthy_adults", "size": 6},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 1.0, 2.5, 6.0]},
     "sampling": {"samples_per_patient": 4, "sampler": "mechanistic"},
     "compute": {"replicas": 1, "batch_size": 7},
@@ -57,16 +61,28 @@ def test_same_seed_same_tables_with_one_and_two_replicas(two_runs):
 def test_tables_and_report_are_written(two_runs):
     base, one, _ = two_runs
     out = base / "one"
-    for name in ("samples.parquet", "patients.parquet", "arms.parquet", "summary.parquet", "comparisons.parquet",
-                 "cqtc.parquet", "beats.parquet", "report.html", "protocol.resolved.yaml", "ddqtcf_time_course.png",
-                 "cqtc.png", "patient_risk.png", "beats.png"):
+    for name in (
+        "samples.parquet",
+        "patients.parquet",
+        "arms.parquet",
+        "summary.parquet",
+        "comparisons.parquet",
+        "cqtc.parquet",
+        "beats.parquet",
+        "report.html",
+        "protocol.resolved.yaml",
+        "ddqtcf_time_course.png",
+        "cqtc.png",
+        "patient_risk.png",
+        "beats.png",
+    ):
         assert (out / name).exists(), name
     arms = pl.read_parquet(out / "arms.parquet")
     dof = arms.filter((pl.col("arm") == "dofetilide") & (pl.col("time_h") == 2.5)).row(0, named=True)
     assert dof["ddqtcf_ms"] > 20 and dof["ddqtcf_ms_ci90_lo"] < dof["ddqtcf_ms"] < dof["ddqtcf_ms_ci90_hi"]
     plc = arms.filter(pl.col("arm") == "placebo")
     assert plc["ddqtcf_ms"].is_null().all() and plc["dd_absent_reason"][0].startswith("placebo arm")
-    assert "<img src=\"data:image/png;base64," in (out / "report.html").read_text()
+    assert '<img src="data:image/png;base64,' in (out / "report.html").read_text()
     summary = pl.read_parquet(out / "summary.parquet")
     dof_s = summary.filter(pl.col("arm") == "dofetilide").row(0, named=True)
     assert dof_s["e14_negative"] is False and dof_s["rank"] == 1 and dof_s["score_ms"] > dof_s["mu_r_ms"]
@@ -159,14 +175,18 @@ def test_no_placebo_arm_reports_ddqtcf_as_absent(tmp_path):
 def test_gpus_requested_on_a_cluster_without_gpus_fails_clearly(tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(RunError, match=r"compute.gpus_per_replica = 1.0 but the Ray cluster has 0 GPUs"):
-        run_trial(protocol(compute={"replicas": 1, "gpus_per_replica": 1}), out=tmp_path / "gpu", progress=False, track=False)
+        run_trial(
+            protocol(compute={"replicas": 1, "gpus_per_replica": 1}), out=tmp_path / "gpu", progress=False, track=False
+        )
     assert time.perf_counter() - t0 < 60
     assert not (tmp_path / "gpu").exists()  # a refused run leaves nothing behind
 
 
 def test_more_cpus_than_the_cluster_has_fails_clearly(tmp_path):
     with pytest.raises(RunError, match=r"needs 64 CPUs; the cluster has"):
-        run_trial(protocol(compute={"replicas": 2, "cpus_per_replica": 32}), out=tmp_path / "cpu", progress=False, track=False)
+        run_trial(
+            protocol(compute={"replicas": 2, "cpus_per_replica": 32}), out=tmp_path / "cpu", progress=False, track=False
+        )
 
 
 def test_unreachable_address_fails_within_seconds(tmp_path):
@@ -197,9 +217,16 @@ def test_fixed_exposure_drugs_get_tdp_categories_logged_to_mlflow(tmp_path):
     drugs = ["dofetilide", "bepridil", "chlorpromazine", "ondansetron", "verapamil", "diltiazem"]
     arms = [{"name": "placebo", "placebo": True}] + [
         {"name": f"{d}_{m}x", "drugs": [{"drug": d, "exposure": {"multiple_of_free_cmax": m}}]}
-        for d in drugs for m in (1, 4)]
-    p = protocol(arms=arms, cohort={"population": "healthy_adults", "size": 4}, schedule={"times_h": [-0.5, 1.0]},
-                 sampling={"samples_per_patient": 2, "sampler": "mechanistic"}, compute={"replicas": 1, "batch_size": 64})
+        for d in drugs
+        for m in (1, 4)
+    ]
+    p = protocol(
+        arms=arms,
+        cohort={"population": "healthy_adults", "size": 4},
+        schedule={"times_h": [-0.5, 1.0]},
+        sampling={"samples_per_patient": 2, "sampler": "mechanistic"},
+        compute={"replicas": 1, "batch_size": 64},
+    )
     res = run_trial(p, out=tmp_path / "tdp", progress=False, track=True)
     tdp = pl.read_parquet(tmp_path / "tdp" / "tdp.parquet")
     assert sorted(tdp["drug"]) == sorted(drugs)

@@ -10,6 +10,7 @@ holds the whole trial. Batch boundaries depend only on the protocol, and every u
 seed, so the tables are identical whatever the number of replicas, their failures, or a ``--resume``
 after the driver itself died. Ray starts locally (on 127.0.0.1) when no address is given.
 """
+
 from __future__ import annotations
 
 import resource
@@ -54,8 +55,9 @@ def load_protocol(path: str | Path, data_dir: Path | None = None) -> Protocol:
     return check_protocol(read_protocol(path), str(path), Path(path).parent, data_dir)
 
 
-def check_protocol(protocol: Protocol, source: str = "<protocol>", base_dir: Path | None = None,
-                   data_dir: Path | None = None) -> Protocol:
+def check_protocol(
+    protocol: Protocol, source: str = "<protocol>", base_dir: Path | None = None, data_dir: Path | None = None
+) -> Protocol:
     """The protocol, once the files it names are found (cohort data, checkpoint); else ``ProtocolError``
     listing each one that is missing or unusable."""
     problems = cohort_problems(protocol.cohort, base_dir, data_dir) + sampling_problems(protocol, base_dir)
@@ -80,8 +82,9 @@ class TrialResult:
         return store.read_samples(self.out)
 
 
-def resolve_cohort(protocol: Protocol, base_dir: Path | None = None, strict: bool = False,
-                   data_dir: Path | None = None):
+def resolve_cohort(
+    protocol: Protocol, base_dir: Path | None = None, strict: bool = False, data_dir: Path | None = None
+):
     """Load the protocol's cohort: (cohort, cohort report)."""
     problems = cohort_problems(protocol.cohort, base_dir, data_dir)
     if problems:
@@ -113,10 +116,20 @@ def _kept_rows(units: dict[str, np.ndarray], keep: np.ndarray, s: int) -> dict[s
     return rows
 
 
-def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | None = None,
-              seed: int | None = None, resume: bool = False, replicas: int | None = None,
-              progress: bool = True, track: bool = True, base_dir: Path | None = None,
-              strict: bool = False, tracking_uri: str | None = None, data_dir: Path | None = None) -> TrialResult:
+def run_trial(
+    protocol: Protocol,
+    out: str | Path | None = None,
+    address: str | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    replicas: int | None = None,
+    progress: bool = True,
+    track: bool = True,
+    base_dir: Path | None = None,
+    strict: bool = False,
+    tracking_uri: str | None = None,
+    data_dir: Path | None = None,
+) -> TrialResult:
     """Run a trial end to end; returns its tables as polars DataFrames. ``strict``: a WFDB record that
     cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``);
     ``tracking_uri``: the MLflow store when the protocol's ``tracking.uri`` is unset; ``data_dir``: where
@@ -190,15 +203,19 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
             return units
 
         with _progress(progress, total, protocol.name) as advance:
-            results = pool.run(todo, units_of, keep_beats,
-                               on_replace=lambda exc: events.append(f"replica lost and replaced: {exc}"))
+            results = pool.run(
+                todo, units_of, keep_beats, on_replace=lambda exc: events.append(f"replica lost and replaced: {exc}")
+            )
             for index, rows, beats, where in results:
                 if beats is not None:  # before the samples part: a finished batch has its beats
-                    loc.push_soon(store.write_beats_part(out, index, kept_units.pop(index), beats, where["fs_hz"],
-                                                         arm_names))
+                    loc.push_soon(
+                        store.write_beats_part(out, index, kept_units.pop(index), beats, where["fs_hz"], arm_names)
+                    )
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
                 loc.push_soon(store.part_path(out, index))  # to shared storage as soon as it exists
-                w = workers.setdefault(where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0})
+                w = workers.setdefault(
+                    where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0}
+                )
                 w["batches"] += 1
                 w["units_per_call"] = where["units_per_call"]
                 compute_s += where["compute_s"]
@@ -212,8 +229,9 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     except DispatchError as exc:
         raise RunError(f"{exc}. Finished batches are kept: --resume runs only the rest.") from None
     except OSError as exc:  # a full disk, or shared storage that refused an upload
-        raise RunError(f"writing the run folder {loc}: {exc}. Finished batches are kept: --resume runs only "
-                       f"the rest.") from None
+        raise RunError(
+            f"writing the run folder {loc}: {exc}. Finished batches are kept: --resume runs only the rest."
+        ) from None
     finally:
         if started:
             cluster.shutdown()
@@ -221,12 +239,27 @@ def run_trial(protocol: Protocol, out: str | Path | None = None, address: str | 
     by_node: dict[str, int] = {}
     for w in workers.values():
         by_node[w["node_id"]] = by_node.get(w["node_id"], 0) + w["batches"]
-    result = finish_run(out, protocol, track=track, extra_info={
-        "location": str(loc), "replicas": replicas, "address": address, "batches": len(slices),
-        "batches_run": len(todo), "driver_peak_rss_mb_sampling": round(rss_mb, 1), "batches_by_node": by_node,
-        "placement": placement, "workers": list(workers.values()), "events": events,
-        "cohort": {k: v for k, v in cohort_report.items() if k != "records"}},
-        timings=timings, warnings=cohort_warnings(cohort_report) + events, tracking_uri=tracking_uri)
+    result = finish_run(
+        out,
+        protocol,
+        track=track,
+        extra_info={
+            "location": str(loc),
+            "replicas": replicas,
+            "address": address,
+            "batches": len(slices),
+            "batches_run": len(todo),
+            "driver_peak_rss_mb_sampling": round(rss_mb, 1),
+            "batches_by_node": by_node,
+            "placement": placement,
+            "workers": list(workers.values()),
+            "events": events,
+            "cohort": {k: v for k, v in cohort_report.items() if k != "records"},
+        },
+        timings=timings,
+        warnings=cohort_warnings(cohort_report) + events,
+        tracking_uri=tracking_uri,
+    )
     loc.push_all(skip_folder=store.SAMPLES)
     result.location = str(loc)
     return result
@@ -240,8 +273,13 @@ def cohort_warnings(report: dict) -> list[str]:
 def write_tables(out: Path, protocol: Protocol, an: Analysis) -> list[Path]:
     """The derived tables of an analysis, each with the protocol hash and seed."""
     h, s = protocol.content_hash, protocol.seed
-    tables = [(an.patients, store.PATIENTS), (an.arms, store.ARMS), (an.summary, store.SUMMARY),
-              (an.comparisons, store.COMPARISONS), (an.cqtc, store.CQTC)]
+    tables = [
+        (an.patients, store.PATIENTS),
+        (an.arms, store.ARMS),
+        (an.summary, store.SUMMARY),
+        (an.comparisons, store.COMPARISONS),
+        (an.cqtc, store.CQTC),
+    ]
     if an.tdp is not None:
         tables.append((an.tdp, store.TDP))
     return [store.write_table(df, out, name, h, s) for df, name in tables]
@@ -254,9 +292,15 @@ def analyse_run(out: Path) -> tuple[Protocol, Analysis, list[Path]]:
     return p, an, write_tables(out, p, an) + write_report(out, p, an)
 
 
-def finish_run(out: Path, protocol: Protocol, track: bool = True, extra_info: dict | None = None,
-               timings: dict | None = None, warnings: list[str] | None = None,
-               tracking_uri: str | None = None) -> TrialResult:
+def finish_run(
+    out: Path,
+    protocol: Protocol,
+    track: bool = True,
+    extra_info: dict | None = None,
+    timings: dict | None = None,
+    warnings: list[str] | None = None,
+    tracking_uri: str | None = None,
+) -> TrialResult:
     """Tables, report and MLflow run of a run folder whose samples are complete; ``warnings`` (e.g.
     skipped cohort records) join the analysis's; ``tracking_uri``: the MLflow store when the protocol
     names none (default: a file in the folder)."""
@@ -266,8 +310,13 @@ def finish_run(out: Path, protocol: Protocol, track: bool = True, extra_info: di
     an.warnings[:0] = list(warnings or [])
     paths = write_tables(out, protocol, an) + write_report(out, protocol, an)
     timings["aggregate_s"] = time.perf_counter() - t0
-    info = {"protocol_hash": protocol.content_hash, "seed": protocol.seed, **(extra_info or {}),
-            "timings_s": timings, "warnings": an.warnings}
+    info = {
+        "protocol_hash": protocol.content_hash,
+        "seed": protocol.seed,
+        **(extra_info or {}),
+        "timings_s": timings,
+        "warnings": an.warnings,
+    }
     write_run_info(out, info, timings)
     run_id = None
     if track:
@@ -276,8 +325,9 @@ def finish_run(out: Path, protocol: Protocol, track: bool = True, extra_info: di
         for r in reasons.iter_rows(named=True):
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         artifacts = paths + [out / RESOLVED, out / store.SAMPLES, out / store.BEATS, out / RUN_INFO]
-        run_id = log_run(out, protocol, metrics, artifacts, protocol.tracking.uri or tracking_uri,
-                         protocol.tracking.experiment)
+        run_id = log_run(
+            out, protocol, metrics, artifacts, protocol.tracking.uri or tracking_uri, protocol.tracking.experiment
+        )
     return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an)
 
 
@@ -292,8 +342,12 @@ class _progress:
             return lambda n: None
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total} samples"), TimeRemainingColumn())
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} samples"),
+            TimeRemainingColumn(),
+        )
         self.bar.start()
         task = self.bar.add_task(self.name, total=self.total)
         return lambda n: self.bar.advance(task, n)

@@ -1,5 +1,6 @@
 """The house rules, checked on the source: stages import one way, with no cycles; Ray only in
 ``vtrial.engine``, MLflow only in ``vtrial.outputs``; no vtrial import hidden inside a function."""
+
 import ast
 from pathlib import Path
 
@@ -7,8 +8,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vtrial"
 # each stage may import only stages of a lower rank (and itself)
-RANK = {"data": 0, "signal": 1, "physiology": 2, "spec": 3, "sources": 4, "model": 5, "stats": 5, "sampling": 6,
-        "engine": 7, "outputs": 7, "studies": 8, "trial": 8, "cli": 9, "__init__": 9}
+RANK = {
+    "data": 0,
+    "signal": 1,
+    "physiology": 2,
+    "spec": 3,
+    "sources": 4,
+    "model": 5,
+    "stats": 5,
+    "sampling": 6,
+    "engine": 7,
+    "outputs": 7,
+    "studies": 8,
+    "trial": 8,
+    "cli": 9,
+    "__init__": 9,
+}
 
 
 def _modules():
@@ -51,8 +66,11 @@ MODULES = {name: (path, tree) for name, path, tree in _modules()}
 def _vtrial_edges(top_level_only: bool):
     edges = {}
     for name, (path, tree) in MODULES.items():
-        deps = {m for m, inner in _imports(name, path, tree) if m in MODULES and m != name
-                and not (top_level_only and inner)}
+        deps = {
+            m
+            for m, inner in _imports(name, path, tree)
+            if m in MODULES and m != name and not (top_level_only and inner)
+        }
         edges[name] = deps
     return edges
 
@@ -65,8 +83,13 @@ def test_every_stage_has_a_rank():
 def test_imports_point_down_the_stages(name):
     path, tree = MODULES[name]
     here = _stage(name)
-    up = sorted({m for m, _ in _imports(name, path, tree) if m in MODULES and _stage(m) != here
-                 and RANK[_stage(m)] >= RANK[here]})
+    up = sorted(
+        {
+            m
+            for m, _ in _imports(name, path, tree)
+            if m in MODULES and _stage(m) != here and RANK[_stage(m)] >= RANK[here]
+        }
+    )
     assert not up, f"{name} ({here}) imports from the same rank or higher: {up}"
 
 
@@ -78,7 +101,7 @@ def test_no_import_cycle():
         state[node] = "open"
         for dep in edges[node]:
             if state.get(dep) == "open":
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 raise AssertionError(" → ".join(cycle))
             if dep not in state:
                 visit(dep, stack + [dep])
@@ -91,19 +114,31 @@ def test_no_import_cycle():
 
 @pytest.mark.parametrize("library, home", [("ray", "engine"), ("mlflow", "outputs")])
 def test_heavy_services_are_imported_only_in_their_stage(library, home):
-    users = sorted(name for name, (path, tree) in MODULES.items()
-                   if any(m == library or m.startswith(library + ".") for m, _ in _imports(name, path, tree))
-                   and _stage(name) != home)
+    users = sorted(
+        name
+        for name, (path, tree) in MODULES.items()
+        if any(m == library or m.startswith(library + ".") for m, _ in _imports(name, path, tree))
+        and _stage(name) != home
+    )
     assert not users, f"{library} imported outside vtrial.{home}: {users}"
 
 
 def test_no_vtrial_import_inside_a_function_except_the_engine_for_a_run():
     """Inside a function only to defer Ray (``vtrial.trial.run_trial`` imports the engine when it runs)."""
-    allowed = {("vtrial.trial", "vtrial.engine"), ("vtrial.trial", "vtrial.engine.cluster"),
-               ("vtrial.trial", "vtrial.engine.dispatch"), ("vtrial.trial", "vtrial.engine.pool"),
-               ("vtrial.trial", "vtrial.engine.dispatch.DispatchError"), ("vtrial.trial", "vtrial.engine.pool.ReplicaPool")}
-    hidden = sorted((name, m) for name, (path, tree) in MODULES.items() for m, inner in _imports(name, path, tree)
-                    if inner and m.startswith("vtrial") and (name, m) not in allowed)
+    allowed = {
+        ("vtrial.trial", "vtrial.engine"),
+        ("vtrial.trial", "vtrial.engine.cluster"),
+        ("vtrial.trial", "vtrial.engine.dispatch"),
+        ("vtrial.trial", "vtrial.engine.pool"),
+        ("vtrial.trial", "vtrial.engine.dispatch.DispatchError"),
+        ("vtrial.trial", "vtrial.engine.pool.ReplicaPool"),
+    }
+    hidden = sorted(
+        (name, m)
+        for name, (path, tree) in MODULES.items()
+        for m, inner in _imports(name, path, tree)
+        if inner and m.startswith("vtrial") and (name, m) not in allowed
+    )
     assert not hidden, hidden
 
 

@@ -1,5 +1,6 @@
 """A real two-node Ray cluster on loopback with token authentication: `vtrial run --address` spreads the
 work over both nodes."""
+
 import json
 import os
 import secrets
@@ -36,10 +37,21 @@ def cluster():
     if ray.is_initialized():
         ray.shutdown()
     # token authentication stays on: every process of the cluster and the driver share one token
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    holder = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         address = holder.stdout.readline().strip()
         assert address.startswith("127.0.0.1:"), holder.stderr.read()[-3000:] if holder.poll() is not None else address
@@ -55,10 +67,13 @@ def cluster():
 def test_run_with_address_uses_both_nodes(cluster, tmp_path):
     address, env, _ = cluster
     proto = {
-        "name": "two-nodes", "seed": 3,
+        "name": "two-nodes",
+        "seed": 3,
         "cohort": {"population": "healthy_adults", "size": 8},
-        "arms": [{"name": "placebo", "placebo": True},
-                 {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
+        "arms": [
+            {"name": "placebo", "placebo": True},
+            {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]},
+        ],
         "schedule": {"times_h": [-0.5, 1.0, 2.0]},
         "sampling": {"samples_per_patient": 4, "sampler": "mechanistic"},
         "compute": {"replicas": 2, "cpus_per_replica": 1, "batch_size": 4},
@@ -66,8 +81,13 @@ def test_run_with_address_uses_both_nodes(cluster, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(proto))
     out = tmp_path / "out"
-    res = subprocess.run([str(BIN / "vtrial"), "run", str(path), "--out", str(out), "--address", address, "--quiet"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    res = subprocess.run(
+        [str(BIN / "vtrial"), "run", str(path), "--out", str(out), "--address", address, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     info = json.loads((out / "run_info.json").read_text())
     assert info["address"] == address

@@ -1,5 +1,6 @@
 """The dispatcher: a replica that dies for good (no restarts left) is replaced, its batch rerun, and every
 batch's result comes back exactly once; with no replacements left the run stops with a clear error."""
+
 import os
 
 import pytest
@@ -43,8 +44,9 @@ def test_a_dead_replica_is_replaced_and_its_batch_rerun(local_ray, tmp_path):
         return Worker.remote(str(tmp_path / "died"), 5)
 
     replaced = []
-    results = list(run_batches([new(), new()], new, range(20), lambda a, i: a.run.remote(i),
-                               on_replace=replaced.append))
+    results = list(
+        run_batches([new(), new()], new, range(20), lambda a, i: a.run.remote(i), on_replace=replaced.append)
+    )
     assert sorted(i for i, _ in results) == list(range(20))  # each batch once, none lost
     assert len(replaced) == 1 and (tmp_path / "died").exists()
     assert len({pid for _, pid in results}) >= 2
@@ -53,8 +55,15 @@ def test_a_dead_replica_is_replaced_and_its_batch_rerun(local_ray, tmp_path):
 def test_no_replacements_left_is_an_error(local_ray, tmp_path):
     Worker = _worker_class(local_ray)
     with pytest.raises(DispatchError, match="every replica died"):
-        list(run_batches([Worker.remote(str(tmp_path / "died"), 0)], lambda: None, range(3),
-                         lambda a, i: a.run.remote(i), max_replacements=0))
+        list(
+            run_batches(
+                [Worker.remote(str(tmp_path / "died"), 0)],
+                lambda: None,
+                range(3),
+                lambda a, i: a.run.remote(i),
+                max_replacements=0,
+            )
+        )
 
 
 def test_a_sampler_error_names_the_batch_and_the_error(local_ray):

@@ -1,4 +1,5 @@
 """A pool of replicas on loopback Ray returns each batch once, with the rows and kept beats a direct call gives."""
+
 import numpy as np
 import pytest
 import ray
@@ -11,11 +12,18 @@ from vtrial.sources.locate import load_cohort
 from vtrial.spec.protocol import parse_protocol
 from vtrial.spec.work_units import UnitPlan, batch_slices
 
-P = {"name": "pool", "seed": 4, "cohort": {"size": 3},
-     "arms": [{"name": "placebo", "placebo": True},
-              {"name": "dof", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 2}}]}],
-     "schedule": {"times_h": [-0.5, 2.0]}, "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
-     "compute": {"replicas": 2, "batch_size": 5}}
+P = {
+    "name": "pool",
+    "seed": 4,
+    "cohort": {"size": 3},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dof", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 2}}]},
+    ],
+    "schedule": {"times_h": [-0.5, 2.0]},
+    "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
+    "compute": {"replicas": 2, "batch_size": 5},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,10 @@ def test_every_batch_comes_back_once_as_a_direct_call_gives_it(local_ray):
         keep = units["patient"] == 0
         return keep if keep.any() else None
 
-    got = {index: (rows, beats) for index, rows, beats, _ in
-           pool.run(range(len(slices)), lambda i: plan.batch(slices[i]), keep_of)}
+    got = {
+        index: (rows, beats)
+        for index, rows, beats, _ in pool.run(range(len(slices)), lambda i: plan.batch(slices[i]), keep_of)
+    }
     assert sorted(got) == list(range(len(slices)))
     smp = MechanisticSampler(2)
     for index, (rows, beats) in got.items():

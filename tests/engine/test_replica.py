@@ -1,4 +1,5 @@
 """Replica placement on (logical) GPUs, memory-sized sampler calls, lazily built units, part checks."""
+
 import json
 
 import numpy as np
@@ -14,10 +15,13 @@ from vtrial.spec.work_units import UnitPlan
 from vtrial.trial import run_trial
 
 SMALL = {
-    "name": "placement", "seed": 11,
+    "name": "placement",
+    "seed": 11,
     "cohort": {"population": "healthy_adults", "size": 4},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 1.0, 3.0]},
     "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
     "compute": {"replicas": 2, "cpus_per_replica": 1, "batch_size": 4},
@@ -119,7 +123,3 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing():
 
     with pytest.raises(ValueError, match="a real bug"):
         sample_in_chunks(Broken(), units, 9, max_units=16)
-
-
-
-

@@ -1,4 +1,5 @@
 """The beat autoencoder: shapes, a deterministic encoder, and seeded reparameterised draws."""
+
 import torch
 
 from vtrial.model.autoencoder import BeatAutoencoder

@@ -1,4 +1,5 @@
 """Checkpoints as safe data: they reload to the same model, and every unusable one is named."""
+
 import os
 import pickle
 
@@ -19,7 +20,6 @@ def test_checkpoint_reloads_to_the_same_output(tiny):
     assert torch.equal(a, b)
 
 
-
 def test_missing_and_truncated_checkpoints(tiny, tmp_path):
     _, _, path = tiny
     with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope.pt"):
@@ -28,7 +28,6 @@ def test_missing_and_truncated_checkpoints(tiny, tmp_path):
     cut.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
     with pytest.raises(CheckpointError, match=r"cut.pt: not a readable checkpoint"):
         load_checkpoint(cut)
-
 
 
 def test_wrong_architecture_and_lead_count(tiny, tmp_path):
@@ -49,11 +48,9 @@ def test_wrong_architecture_and_lead_count(tiny, tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
 
 
-
 class Boom:
     def __reduce__(self):
         return (os.system, ("touch /tmp/vtrial_pwned_by_checkpoint",))
-
 
 
 def test_checkpoint_with_a_pickled_callable_is_refused_without_running_it(tiny, tmp_path):

@@ -1,4 +1,5 @@
 """The denoiser: its output has the latent's shape, and the prior's latent is an input only when asked."""
+
 import torch
 
 from vtrial.model.denoiser import Denoiser, timestep_embedding

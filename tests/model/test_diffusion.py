@@ -16,7 +16,6 @@ def test_energy_guidance_pulls_toward_the_prior():
     assert ((guided - p) ** 2).mean() < ((free - p) ** 2).mean()
 
 
-
 def test_loss_with_lambda_zero_is_pure_denoising():
     z0, p = torch.randn(32, 4), torch.randn(32, 4)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)

@@ -12,7 +12,6 @@ def test_tiny_training_learns(tiny):
     assert np.isfinite(history["final_loss"]) and history["final_loss"] < 1.0
 
 
-
 def test_initialisation_is_seeded_by_the_generator_alone():
     """Same seed, same weights — whatever the global RNG holds; and the global RNG is neither read nor moved."""
     from vtrial.model.network import WorldModel
@@ -32,10 +31,18 @@ def test_initialisation_is_seeded_by_the_generator_alone():
     assert torch.equal(weights[0]["projection.weight"], torch.eye(8))
 
 
-
 def test_training_leaves_the_global_rng_alone():
-    cfg = TrainConfig(n_pairs=40, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=20,
-                      ae_steps=3, diffusion_train_steps=3, batch_size=16)
+    cfg = TrainConfig(
+        n_pairs=40,
+        latent_dim=8,
+        channels=8,
+        width=32,
+        depth=1,
+        diffusion_steps=20,
+        ae_steps=3,
+        diffusion_train_steps=3,
+        batch_size=16,
+    )
     torch.manual_seed(11)
     before = torch.get_rng_state()
     a, _ = train(cfg, log=lambda d: None)

@@ -1,4 +1,5 @@
 """Training pairs from WFDB records + an ECGRDVQ-layout table (records written here with wfdb.wrsamp)."""
+
 import numpy as np
 import polars as pl
 import pytest
@@ -38,13 +39,37 @@ def study(tmp_path_factory):
                     ww = apply_block(w, hill_block([free], dof.ic50_vector, dof.hill_vector))
                 else:
                     ww = w
-                wfdb.wrsamp(name, fs=FS, units=["mV"], sig_name=["II"], p_signal=strip(ww, seed=subj)[:, None],
-                            fmt=["16"], write_dir=str(d))
-                rows.append({"EGREFID": name, "RANDID": subj, "SEX": "F", "AGE": 30, "WGHT": 70.0, "EXTRT": treat,
-                             "EXDOSE": dose, "EXDOSU": unit, "TPT": tpt, "BASELINE": "Y" if tpt < 0 else "N",
-                             "PCSTRESN": conc_pg if treat == "Dofetilide" else None,
-                             "PCSTRESU": "pg/mL" if conc_pg and treat == "Dofetilide" else None,
-                             "RR": 1000, "PR": 160, "QT": 400, "QRS": 95, "JTPEAK": 220, "TPEAKTEND": 80})
+                wfdb.wrsamp(
+                    name,
+                    fs=FS,
+                    units=["mV"],
+                    sig_name=["II"],
+                    p_signal=strip(ww, seed=subj)[:, None],
+                    fmt=["16"],
+                    write_dir=str(d),
+                )
+                rows.append(
+                    {
+                        "EGREFID": name,
+                        "RANDID": subj,
+                        "SEX": "F",
+                        "AGE": 30,
+                        "WGHT": 70.0,
+                        "EXTRT": treat,
+                        "EXDOSE": dose,
+                        "EXDOSU": unit,
+                        "TPT": tpt,
+                        "BASELINE": "Y" if tpt < 0 else "N",
+                        "PCSTRESN": conc_pg if treat == "Dofetilide" else None,
+                        "PCSTRESU": "pg/mL" if conc_pg and treat == "Dofetilide" else None,
+                        "RR": 1000,
+                        "PR": 160,
+                        "QT": 400,
+                        "QRS": 95,
+                        "JTPEAK": 220,
+                        "TPEAKTEND": 80,
+                    }
+                )
     rows.append({**rows[1], "EGREFID": "broken", "TPT": 8.0})
     (d / "broken.hea").write_text("broken 1 500 5000\nbroken.dat 16 200 16 0 0 0 0 II\n")  # no .dat
     pl.DataFrame(rows).write_csv(d / "meta.csv")
@@ -63,7 +88,18 @@ def test_pairs_from_records_and_table(study):
 
 
 def test_training_on_wfdb_records(study):
-    cfg = TrainConfig(data="wfdb", metadata=str(study / "meta.csv"), records_dir=str(study), latent_dim=8, channels=8,
-                      width=32, depth=1, diffusion_steps=20, ae_steps=20, diffusion_train_steps=20, batch_size=8)
+    cfg = TrainConfig(
+        data="wfdb",
+        metadata=str(study / "meta.csv"),
+        records_dir=str(study),
+        latent_dim=8,
+        channels=8,
+        width=32,
+        depth=1,
+        diffusion_steps=20,
+        ae_steps=20,
+        diffusion_train_steps=20,
+        batch_size=8,
+    )
     model, history = train(cfg, log=lambda d: None)
     assert history["pairs"] == 8 and np.isfinite(history["final_loss"])

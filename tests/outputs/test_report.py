@@ -1,4 +1,5 @@
 """The report: the run's own beats at baseline and each arm's peak, names escaped, every figure embedded."""
+
 import numpy as np
 import polars as pl
 
@@ -13,11 +14,16 @@ from vtrial.stats.analysis import analyse
 
 ARM = "<b>dof & co</b>"
 TRIAL = {
-    "name": "report <test>", "seed": 2, "cohort": {"size": 4},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": ARM, "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "name": "report <test>",
+    "seed": 2,
+    "cohort": {"size": 4},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": ARM, "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 1.0, 2.5, 8.0]},
-    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"}, "risk": {"bootstrap": 200},
+    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
+    "risk": {"bootstrap": 200},
 }
 
 
@@ -31,8 +37,9 @@ def _run(tmp_path):
     names = [a.name for a in p.arms]
     store.write_part(tmp_path, 0, rows, names, p.content_hash, p.seed)
     ids = {k: np.repeat(units[k][keep], 3) for k in ("arm_idx", "patient", "time_idx", "time_h")}
-    store.write_beats_part(tmp_path, 0, {**ids, "sample": np.tile(np.arange(3, dtype=np.int32), keep.sum())},
-                           beats, smp.fs_hz, names)
+    store.write_beats_part(
+        tmp_path, 0, {**ids, "sample": np.tile(np.arange(3, dtype=np.int32), keep.sum())}, beats, smp.fs_hz, names
+    )
     return p, analyse(p, store.scan_samples(tmp_path))
 
 

@@ -1,4 +1,5 @@
 """A run folder holds one trial: refusals that change nothing, and a run record that keeps every invocation."""
+
 import json
 
 import pytest
@@ -14,8 +15,14 @@ from vtrial.outputs.run_folder import (
 )
 from vtrial.spec.protocol import parse_protocol
 
-P = {"name": "f", "seed": 1, "cohort": {"size": 2}, "arms": [{"name": "placebo", "placebo": True}],
-     "schedule": {"times_h": [0, 1]}, "sampling": {"samples_per_patient": 2}}
+P = {
+    "name": "f",
+    "seed": 1,
+    "cohort": {"size": 2},
+    "arms": [{"name": "placebo", "placebo": True}],
+    "schedule": {"times_h": [0, 1]},
+    "sampling": {"samples_per_patient": 2},
+}
 
 
 def test_a_folder_takes_one_trial(tmp_path):

@@ -1,5 +1,6 @@
 """A run folder on a filesystem URI: parts mirrored as they are written, the finished run complete on the
 URI, a resume that starts from the URI alone, and the usual refusals."""
+
 import os
 import shutil
 
@@ -11,10 +12,13 @@ from vtrial.spec.protocol import parse_protocol
 from vtrial.trial import RunError, run_trial
 
 SMALL = {
-    "name": "on-a-uri", "seed": 21,
+    "name": "on-a-uri",
+    "seed": 21,
     "cohort": {"population": "healthy_adults", "size": 4},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 1.0, 3.0]},
     "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
     "compute": {"replicas": 1, "batch_size": 5},
@@ -46,11 +50,19 @@ def test_the_run_is_complete_on_the_uri(runs):
     base, p, local, remote, uri = runs
     shared = base / "shared" / "run"
     assert remote.location == uri and remote.out != shared  # worked in a staging folder
-    for name in ("protocol.resolved.yaml", "run_info.json", "patients.parquet", "arms.parquet", "summary.parquet",
-                 "report.html", "mlflow.db"):
+    for name in (
+        "protocol.resolved.yaml",
+        "run_info.json",
+        "patients.parquet",
+        "arms.parquet",
+        "summary.parquet",
+        "report.html",
+        "mlflow.db",
+    ):
         assert (shared / name).is_file(), name
     assert sorted(p.name for p in (shared / "beats.parquet").iterdir()) == sorted(
-        p.name for p in (local.out / "beats.parquet").iterdir())  # the kept beats, part by part
+        p.name for p in (local.out / "beats.parquet").iterdir()
+    )  # the kept beats, part by part
     assert store.done_parts(shared) == store.done_parts(local.out)
     assert store.read_samples(shared).equals(local.samples())
     # MLflow exports the store it logged to; vtrial puts the environment back, so it cannot leak into later runs
@@ -79,7 +91,7 @@ def test_resume_from_the_uri_alone(runs, tmp_path):
 
 
 def test_refusals_on_a_uri(runs, tmp_path):
-    base, p, *_ , uri = runs
+    base, p, *_, uri = runs
     with pytest.raises(RunError, match=r"already holds this trial .*use --resume"):
         run_trial(p, out=uri, progress=False, track=False)
     with pytest.raises(RunError, match=r"already holds a different trial"):

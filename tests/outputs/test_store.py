@@ -19,8 +19,13 @@ def test_resume_check_drops_short_and_unreadable_parts(tmp_path):
 
 
 def test_kept_beats_are_written_beside_their_part_and_read_in_order(tmp_path):
-    rows = {"arm_idx": np.array([1, 0], np.int32), "patient": np.zeros(2, np.int32),
-            "time_idx": np.array([0, 0], np.int32), "time_h": np.zeros(2), "sample": np.zeros(2, np.int32)}
+    rows = {
+        "arm_idx": np.array([1, 0], np.int32),
+        "patient": np.zeros(2, np.int32),
+        "time_idx": np.array([0, 0], np.int32),
+        "time_h": np.zeros(2),
+        "sample": np.zeros(2, np.int32),
+    }
     beats = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
     assert store.read_beats(tmp_path) is None
     path = store.write_beats_part(tmp_path, 4, rows, beats, 250.0, ["placebo", "drug"])
@@ -31,8 +36,13 @@ def test_kept_beats_are_written_beside_their_part_and_read_in_order(tmp_path):
 
 
 def test_a_dropped_part_takes_its_beats_with_it(tmp_path):
-    rows = {"arm_idx": np.zeros(2, np.int32), "patient": np.zeros(2, np.int32), "time_idx": np.zeros(2, np.int32),
-            "time_h": np.zeros(2), "sample": np.arange(2, dtype=np.int32)}
+    rows = {
+        "arm_idx": np.zeros(2, np.int32),
+        "patient": np.zeros(2, np.int32),
+        "time_idx": np.zeros(2, np.int32),
+        "time_h": np.zeros(2),
+        "sample": np.arange(2, dtype=np.int32),
+    }
     store.write_beats_part(tmp_path, 0, rows, np.zeros((2, 3), np.float32), 500.0, ["placebo"])
     store.write_part(tmp_path, 0, {k: rows[k] for k in ("arm_idx", "patient")}, ["placebo"], "h", 1)
     assert store.drop_bad_parts(tmp_path, {0: 3}) == [0]  # wrong row count

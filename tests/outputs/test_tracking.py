@@ -1,4 +1,5 @@
 """MLflow tracking: protocols flatten into params, keys are made safe, and a run's store never leaks."""
+
 import os
 
 import mlflow

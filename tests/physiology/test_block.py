@@ -1,4 +1,5 @@
 """Hill block and combination arms."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Input checks name the parameter, the first bad index and its value."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """ECGSYN: closed-form beat vs the ODE, vs neurokit2, and bad input."""
+
 import math
 
 import numpy as np
@@ -36,7 +37,9 @@ def nrmse(a, b):
 def params_for(hr_bpm, ti=DEFAULT_THETA_DEG, ai=DEFAULT_A, bi=DEFAULT_B_RAD):
     theta, b = mcsharry_rate_adjust(ti, bi, hr_bpm)
     return EcgsynParams(
-        theta_rad=theta[None], a=torch.tensor(ai, dtype=torch.float64)[None], b_rad=b[None],
+        theta_rad=theta[None],
+        a=torch.tensor(ai, dtype=torch.float64)[None],
+        b_rad=b[None],
         rr_s=torch.tensor([60.0 / hr_bpm], dtype=torch.float64),
     )
 
@@ -44,7 +47,7 @@ def params_for(hr_bpm, ti=DEFAULT_THETA_DEG, ai=DEFAULT_A, bi=DEFAULT_B_RAD):
 def _mean_beat(z, hr_bpm, window_s, start_beat, n_beats):
     rr_n = int(round(FS * 60 / hr_bpm))
     lo, hi = int(round(window_s[0] * FS)), int(round(window_s[1] * FS))
-    return np.mean([z[(start_beat + k) * rr_n + lo:(start_beat + k) * rr_n + hi] for k in range(n_beats)], axis=0)
+    return np.mean([z[(start_beat + k) * rr_n + lo : (start_beat + k) * rr_n + hi] for k in range(n_beats)], axis=0)
 
 
 def neurokit_mean_beats(hr_bpm, window_s, ti=DEFAULT_THETA_DEG, ai=DEFAULT_A, bi=DEFAULT_B_RAD):
@@ -55,16 +58,34 @@ def neurokit_mean_beats(hr_bpm, window_s, ti=DEFAULT_THETA_DEG, ai=DEFAULT_A, bi
     n_beats = 3 * beats_per_resp
     start_beat = int(math.ceil(8 * hr_bpm / 60))  # skip 8 s of the z(0) = 0.04 transient
     duration = (start_beat + n_beats + 2) * 60 / hr_bpm
-    public = nk.ecg_simulate(duration=duration, sampling_rate=FS, heart_rate=hr_bpm, heart_rate_std=0,
-                             noise=0, method="ecgsyn", ti=ti, ai=ai, bi=bi, random_state=0)
+    public = nk.ecg_simulate(
+        duration=duration,
+        sampling_rate=FS,
+        heart_rate=hr_bpm,
+        heart_rate_std=0,
+        noise=0,
+        method="ecgsyn",
+        ti=ti,
+        ai=ai,
+        bi=bi,
+        random_state=0,
+    )
     rhs = nk_ecgsyn._ecg_simulate_derivsecgsyn
     theta, b = mcsharry_rate_adjust(ti, bi, hr_bpm)
     n = len(public)
     rr = np.full(n + 1, 60.0 / hr_bpm)
-    sol = solve_ivp(lambda t, x: rhs(t, x, rr, theta.numpy(), FS, np.asarray(ai, float), b.numpy()),
-                    [0, (n - 1) / FS], [1.0, 0.0, 0.04], t_eval=np.arange(n) / FS, rtol=1e-9, atol=1e-12)
-    return (_mean_beat(public, hr_bpm, window_s, start_beat, n_beats),
-            _mean_beat(sol.y[2], hr_bpm, window_s, start_beat, n_beats))
+    sol = solve_ivp(
+        lambda t, x: rhs(t, x, rr, theta.numpy(), FS, np.asarray(ai, float), b.numpy()),
+        [0, (n - 1) / FS],
+        [1.0, 0.0, 0.04],
+        t_eval=np.arange(n) / FS,
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    return (
+        _mean_beat(public, hr_bpm, window_s, start_beat, n_beats),
+        _mean_beat(sol.y[2], hr_bpm, window_s, start_beat, n_beats),
+    )
 
 
 CASES = {
@@ -104,7 +125,7 @@ def test_closed_form_equals_rk4_integration():
     strip = ecgsyn_strip(p, duration_s=12 * rr + 0.7, fs_hz=FS) * MV_PER_Z  # 12 cycles, then the window
     beat = ecgsyn_beat(p, fs_hz=FS, window_s=(-0.3, 0.5))[0]
     r_index = int(round(12 * rr * FS))
-    seg = strip[0, r_index - int(0.3 * FS):r_index + int(0.5 * FS)]
+    seg = strip[0, r_index - int(0.3 * FS) : r_index + int(0.5 * FS)]
     # the transient decays as exp(-t) (< 1e-4 of z(0) after 10 s); the fast beat interpolates a grid
     # with a documented error < 1.2e-3 of the narrowest wave's height
     assert torch.allclose(seg, beat, atol=1.5e-3 * float(beat.abs().max()))
@@ -115,8 +136,10 @@ def test_batch_equals_single_beats():
     hr = torch.tensor([55.0, 70.0, 95.0])
     ps = [params_for(float(h)) for h in hr]
     batch = EcgsynParams(
-        theta_rad=torch.cat([p.theta_rad for p in ps]), a=torch.cat([p.a for p in ps]),
-        b_rad=torch.cat([p.b_rad for p in ps]), rr_s=torch.cat([p.rr_s for p in ps]),
+        theta_rad=torch.cat([p.theta_rad for p in ps]),
+        a=torch.cat([p.a for p in ps]),
+        b_rad=torch.cat([p.b_rad for p in ps]),
+        rr_s=torch.cat([p.rr_s for p in ps]),
     )
     together = ecgsyn_beat(batch)
     for i, p in enumerate(ps):

@@ -1,4 +1,5 @@
 """The block→ECG map: physiology directions, the shipped calibration's signs, bad input."""
+
 import numpy as np
 import pytest
 
@@ -15,9 +16,14 @@ from vtrial.physiology.waves import Waves
 from vtrial.signal.measure import measure
 
 FS = 1000.0
-COEF = EpkCoefficients(jtpeak_ms={"hERG": 120.0, "ICaL": -100.0, "INaL": -100.0}, tpte_ms={"hERG": 100.0},
-                       qrs_fraction={"INa": 1.0}, pr_ms={"INa": 50.0, "ICaL": 100.0},
-                       attenuation={"ICaL": 2.0, "INaL": 2.0}, t_flattening=0.3)
+COEF = EpkCoefficients(
+    jtpeak_ms={"hERG": 120.0, "ICaL": -100.0, "INaL": -100.0},
+    tpte_ms={"hERG": 100.0},
+    qrs_fraction={"INa": 1.0},
+    pr_ms={"INa": 50.0, "ICaL": 100.0},
+    attenuation={"ICaL": 2.0, "INaL": 2.0},
+    t_flattening=0.3,
+)
 
 
 def block(**fractions):
@@ -140,8 +146,13 @@ def test_a_narrowing_t_wave_scaled_by_a_sensitive_patient_keeps_a_positive_width
     from vtrial.physiology.epk import apply_shifts
 
     w = Waves.typical(1)
-    shifts = {"jtpeak_ms": np.array([-30.0]), "tpte_ms": np.array([-2 * float(w.sigma_ms[0, 4])]),
-              "qrs_scale": np.ones(1), "pr_ms": np.zeros(1), "t_height_scale": np.ones(1)}
+    shifts = {
+        "jtpeak_ms": np.array([-30.0]),
+        "tpte_ms": np.array([-2 * float(w.sigma_ms[0, 4])]),
+        "qrs_scale": np.ones(1),
+        "pr_ms": np.zeros(1),
+        "t_height_scale": np.ones(1),
+    }
     out = apply_shifts(w, shifts, np.array([3.0]))
     assert float(out.sigma_ms[0, 4]) >= 1.0 and np.isfinite(out.to_ecgsyn().b_rad.numpy()).all()
 

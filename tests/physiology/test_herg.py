@@ -1,4 +1,5 @@
 """The paced dynamic hERG model (CiPA, Li et al. 2017): states, block, trapping, the library's kinetics."""
+
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -105,8 +106,16 @@ def test_drug_block_uses_kinetics_for_herg_only():
 def test_inline_drug_kinetics_round_trip():
     from vtrial.spec.drugs import Drug
 
-    d = Drug.from_dict({"name": "x", "ic50_nM": {"hERG": 100.0}, "hill": {}, "mw_g_mol": 300.0, "fu": 0.5,
-                        "herg_binding": {**SLOW, "vhalf_mv": -50.0}})
+    d = Drug.from_dict(
+        {
+            "name": "x",
+            "ic50_nM": {"hERG": 100.0},
+            "hill": {},
+            "mw_g_mol": 300.0,
+            "fu": 0.5,
+            "herg_binding": {**SLOW, "vhalf_mv": -50.0},
+        }
+    )
     assert d.herg_binding == HergBinding(**SLOW, vhalf_mv=-50.0)
     assert Drug.from_dict({**d.to_dict()}) == d
     with pytest.raises(ValueError, match="ku_per_ms"):
@@ -121,8 +130,15 @@ def test_protocol_herg_model_switches_the_block():
     from vtrial.spec.protocol import ProtocolError, parse_protocol
 
     spec = yaml.safe_load(example_protocol("quickstart").read_text())
-    spec["drugs"] = {"cmpd": {"ic50_nM": {"hERG": 30.0}, "mw_g_mol": 400.0, "fu": 0.1, "free_cmax_nM": 5.0,
-                              "herg_binding": {**SLOW, "vhalf_mv": -1.0}}}
+    spec["drugs"] = {
+        "cmpd": {
+            "ic50_nM": {"hERG": 30.0},
+            "mw_g_mol": 400.0,
+            "fu": 0.1,
+            "free_cmax_nM": 5.0,
+            "herg_binding": {**SLOW, "vhalf_mv": -1.0},
+        }
+    }
     results = {}
     for model in ("static", "dynamic"):
         p = parse_protocol({**copy.deepcopy(spec), "herg_model": model})

@@ -1,4 +1,5 @@
 """Effect-site concentrations from measured plasma samples, and the FDA table's concentrations per subject."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The O'Hara–Rudy cell: its action potential without block, and the direction block moves it."""
+
 import numpy as np
 import pytest
 

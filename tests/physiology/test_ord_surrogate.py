@@ -1,4 +1,5 @@
 """The shipped ΔAPD90 surrogate against the ORd simulations it was fitted to, and against ORd itself."""
+
 from importlib import resources
 
 import numpy as np
@@ -37,7 +38,7 @@ def test_surrogate_reproduces_the_simulated_design(design):
     err = delta_apd90_ms(_block(d)) - (d["apd90_ms"].to_numpy() - m["apd90_control_ms"])
     drugs = ~d["source"].is_in(["random", "control"]).to_numpy() & ~d["source"].str.starts_with("only_").to_numpy()
     assert np.sqrt(np.mean(err[drugs] ** 2)) < 5.0
-    assert np.sqrt(np.mean(err ** 2)) < 8.0
+    assert np.sqrt(np.mean(err**2)) < 8.0
     # the figure recorded with the model is the one these rows give (the file keeps 6 significant digits)
     assert np.sqrt(np.mean(err[drugs] ** 2)) == pytest.approx(m["fitted"]["rmse_drug_curves_ms"], rel=1e-3)
 

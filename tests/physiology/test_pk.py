@@ -1,4 +1,5 @@
 """PK: the matrix-exponential solver against textbook closed forms, variability, bad input."""
+
 import numpy as np
 import pytest
 
@@ -18,7 +19,9 @@ def rel_err(a, b):
 
 
 def test_one_compartment_oral_closed_form():
-    p = pk.PKParams(cl_l_h=np.array([10.0, 3.0]), v1_l=np.array([100.0, 40.0]), ka_per_h=np.array([1.2, 0.5]), mw_g_mol=MW)
+    p = pk.PKParams(
+        cl_l_h=np.array([10.0, 3.0]), v1_l=np.array([100.0, 40.0]), ka_per_h=np.array([1.2, 0.5]), mw_g_mol=MW
+    )
     out = run(p, [pk.DoseEvent(0.0, 50.0)])
     for i in range(2):
         ref = pk.one_compartment_oral_mg_l(T, 50.0, p.ka_per_h[i], p.cl_l_h[i], p.v1_l[i]) * TO_NM
@@ -99,10 +102,18 @@ def test_variability_is_lognormal_and_seeded():
         (lambda: pk.DoseEvent(0.0, 5.0, "iv_infusion"), r"duration_h = 0.0 must be > 0"),
         (lambda: pk.DoseEvent(0.0, 5.0, "rectal"), r"route = 'rectal' is not one of"),
         (lambda: pk.regimen(5.0, count=3), r"interval_h is required"),
-        (lambda: pk.concentrations(pk.PKParams(cl_l_h=np.array([1.0, -2.0]), v1_l=1.0, ka_per_h=1.0), [pk.DoseEvent(0, 1)], [1.0]),
-         r"cl_l_h\[1\] = -2.0 must be > 0"),
-        (lambda: pk.concentrations(pk.PKParams(cl_l_h=1.0, v1_l=1.0, ka_per_h=1.0, fu=1.5), [pk.DoseEvent(0, 1)], [1.0]),
-         r"fu = 1.5 must lie in \[0, 1\]"),
+        (
+            lambda: pk.concentrations(
+                pk.PKParams(cl_l_h=np.array([1.0, -2.0]), v1_l=1.0, ka_per_h=1.0), [pk.DoseEvent(0, 1)], [1.0]
+            ),
+            r"cl_l_h\[1\] = -2.0 must be > 0",
+        ),
+        (
+            lambda: pk.concentrations(
+                pk.PKParams(cl_l_h=1.0, v1_l=1.0, ka_per_h=1.0, fu=1.5), [pk.DoseEvent(0, 1)], [1.0]
+            ),
+            r"fu = 1.5 must lie in \[0, 1\]",
+        ),
         (lambda: pk.Variability(omega_cl=-0.1), r"omega_cl = -0.1 must be >= 0"),
     ],
 )

@@ -1,4 +1,5 @@
 """Typical PK and its variability from concentration moments: recovers a known population."""
+
 import numpy as np
 import pytest
 

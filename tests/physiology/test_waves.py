@@ -1,4 +1,5 @@
 """Waves in clinical units: the conversion to ECGSYN's ψ is exact and invertible, and bad beats are named."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """What every sampler shares: measured rows laid out per sample, and the kept beats being the measured ones."""
+
 import numpy as np
 
 from vtrial.sampling.beats import ID_COLUMNS, measured_rows, sample_keeping, unit_waves
@@ -7,9 +8,14 @@ from vtrial.sources.locate import load_cohort
 from vtrial.spec.protocol import parse_protocol
 from vtrial.spec.work_units import UnitPlan
 
-P = {"name": "b", "seed": 3, "cohort": {"size": 3},
-     "arms": [{"name": "dof", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 3}}]}],
-     "schedule": {"times_h": [-0.5, 2.0]}, "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"}}
+P = {
+    "name": "b",
+    "seed": 3,
+    "cohort": {"size": 3},
+    "arms": [{"name": "dof", "drugs": [{"drug": "dofetilide", "exposure": {"multiple_of_free_cmax": 3}}]}],
+    "schedule": {"times_h": [-0.5, 2.0]},
+    "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
+}
 
 
 def _units():
@@ -29,8 +35,9 @@ def test_kept_beats_are_the_beats_the_rows_were_measured_on():
     beats, rr_ms = smp.beats(units, 7)
     assert kept.dtype == np.float32 and kept.shape == (keep.sum() * 2, beats.shape[1])
     np.testing.assert_array_equal(kept, beats.numpy()[np.repeat(keep, 2)])
-    again = measured_rows({k: v[keep] for k, v in units.items()}, 2, beats[np.repeat(keep, 2)], smp.fs_hz,
-                          rr_ms[np.repeat(keep, 2)])
+    again = measured_rows(
+        {k: v[keep] for k, v in units.items()}, 2, beats[np.repeat(keep, 2)], smp.fs_hz, rr_ms[np.repeat(keep, 2)]
+    )
     np.testing.assert_array_equal(again["qtcf_ms"], whole["qtcf_ms"][np.repeat(keep, 2)])
     assert sample_keeping(smp, units, 7, np.zeros_like(keep))[1] is None
 

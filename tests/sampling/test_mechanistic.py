@@ -9,16 +9,16 @@ from vtrial.spec.work_units import take
 from vtrial.trial import build_units
 
 BASE = {
-    "name": "s", "seed": 11, "cohort": {"size": 5},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "name": "s",
+    "seed": 11,
+    "cohort": {"size": 5},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 2.0, 24.0]},
     "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
 }
-
-
-
-
 
 
 def test_samples_do_not_depend_on_batching():

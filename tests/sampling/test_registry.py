@@ -1,4 +1,5 @@
 """The sampler a protocol asks for, and its checkpoint checked before any work."""
+
 import copy
 
 import torch
@@ -9,8 +10,13 @@ from vtrial.sampling.registry import checkpoint_path, make_sampler, sampling_pro
 from vtrial.sampling.worldmodel import WorldModelSampler
 from vtrial.spec.protocol import parse_protocol
 
-P = {"name": "r", "cohort": {"size": 2}, "arms": [{"name": "placebo", "placebo": True}],
-     "schedule": {"times_h": [0, 1]}, "sampling": {"samples_per_patient": 2}}
+P = {
+    "name": "r",
+    "cohort": {"size": 2},
+    "arms": [{"name": "placebo", "placebo": True}],
+    "schedule": {"times_h": [0, 1]},
+    "sampling": {"samples_per_patient": 2},
+}
 
 
 def protocol(**sampling):

@@ -1,4 +1,5 @@
 """The world-model sampler: deterministic per unit, reads the map it is given, carries its settings."""
+
 import copy
 
 import numpy as np
@@ -15,11 +16,17 @@ def _units(n=3):
     from vtrial.spec.protocol import parse_protocol
     from vtrial.trial import build_units
 
-    p = parse_protocol({"name": "wm", "seed": 2, "cohort": {"size": n},
-                        "arms": [{"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
-                        "schedule": {"times_h": [-0.5, 2.0]}, "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"}})
+    p = parse_protocol(
+        {
+            "name": "wm",
+            "seed": 2,
+            "cohort": {"size": n},
+            "arms": [{"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+            "schedule": {"times_h": [-0.5, 2.0]},
+            "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
+        }
+    )
     return build_units(p)
-
 
 
 def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
@@ -40,7 +47,6 @@ def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
     assert np.isnan(bad["qtcf_ms"]).all()
 
 
-
 def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tiny, tmp_path):
     """``WorldModelSampler(coef=...)`` sets the prior beat's map: a model built with ``prior_input`` draws
     other beats under another map, one without it (and no guidance) the same beats."""
@@ -49,8 +55,20 @@ def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tin
     from vtrial.physiology.epk import default_coefficients
 
     _, _, blind_path = tiny
-    cfg = TrainConfig(n_pairs=200, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50, ae_steps=20,
-                      diffusion_train_steps=20, batch_size=64, prior_input=True, residual=True, map_spread=0.5)
+    cfg = TrainConfig(
+        n_pairs=200,
+        latent_dim=8,
+        channels=8,
+        width=32,
+        depth=1,
+        diffusion_steps=50,
+        ae_steps=20,
+        diffusion_train_steps=20,
+        batch_size=64,
+        prior_input=True,
+        residual=True,
+        map_spread=0.5,
+    )
     reads_path = save_checkpoint(train(cfg, log=lambda d: None)[0], tmp_path / "reads.pt")
     c = default_coefficients()
     doubled = replace(c, jtpeak_ms={**c.jtpeak_ms, "hERG": 2 * c.jtpeak_ms["hERG"]})
@@ -61,7 +79,6 @@ def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tin
         assert a.follows_map is follows
         same = torch.equal(a.beats(u, 9)[0], b.beats(u, 9)[0])  # the beats: a tiny model's may not measure
         assert same is not follows
-
 
 
 def test_temperature_widens_the_samples_and_a_checkpoint_carries_its_sampler_settings(tiny, tmp_path):
@@ -82,12 +99,23 @@ def test_temperature_widens_the_samples_and_a_checkpoint_carries_its_sampler_set
         return lambda z, t: (1 - ab[t][:, None]).sqrt() * z / (ab[t][:, None] * 0.09 + 1 - ab[t][:, None])
 
     def spread(temperature, m=model):
-        z = m.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0,
-                     samples_per_unit=16, temperature=temperature)[1].view(3, 16, d)
+        z = m.sample(
+            pairs.baseline,
+            pairs.prior,
+            pairs.action,
+            pairs.covariates,
+            noise,
+            5,
+            1.0,
+            0.0,
+            samples_per_unit=16,
+            temperature=temperature,
+        )[1].view(3, 16, d)
         return float(z.std(dim=1).mean()), z
 
-    plain = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0,
-                         samples_per_unit=16)[1].view(3, 16, d)
+    plain = model.sample(
+        pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, 5, 1.0, 0.0, samples_per_unit=16
+    )[1].view(3, 16, d)
     assert torch.equal(spread(1.0)[1], plain)
     assert spread(1.5)[0] > spread(1.0)[0]
     exact = copy.deepcopy(model)

@@ -1,4 +1,5 @@
 """Batched measurement: known answers, linearity, flags for unmeasurable beats."""
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +68,9 @@ def test_unmeasurable_beats_are_flagged_not_dropped():
     flat = torch.zeros_like(good)
     nan = good.clone()
     nan[100] = float("nan")
-    no_t = beats(Waves.typical(1).replace(height_mv=torch.tensor([[0.15, -0.12, 1.3, -0.3, 0.0]], dtype=torch.float64)))[0]
+    no_t = beats(
+        Waves.typical(1).replace(height_mv=torch.tensor([[0.15, -0.12, 1.3, -0.3, 0.0]], dtype=torch.float64))
+    )[0]
     batch = torch.stack([good, flat, nan, no_t])
     m = measure(batch, FS, 1000.0)
     assert len(m["valid"]) == 4

@@ -1,4 +1,5 @@
 """The median beat of a lead: R peaks of either polarity, irregular beats left out, clear errors."""
+
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def strip(rr_s=(0.9,) * 14, wander_mv=0.3, noise_mv=0.01, seed=0):
     t = 1.0
     for rr in rr_s:
         i = int(t * FS)
-        x[i - int(0.4 * FS):i + int(0.8 * FS)] += beat
+        x[i - int(0.4 * FS) : i + int(0.8 * FS)] += beat
         r.append(i)
         t += rr
     tt = np.arange(n) / FS

@@ -1,4 +1,5 @@
 """The cohort every source produces, and the log-normal drug sensitivity of its patients."""
+
 import numpy as np
 import pytest
 

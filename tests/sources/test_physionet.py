@@ -1,5 +1,6 @@
 """`vtrial data download` against a PhysioNet-like server on loopback (127.0.0.1), with range requests,
 a broken transfer and a resumed partial file."""
+
 import http.server
 import re
 import threading
@@ -32,7 +33,7 @@ class PhysioNetLike(http.server.BaseHTTPRequestHandler):
         if path.startswith(f"/content/{DB}/{VERSION}"):
             return b"<html>ok</html>"
         prefix = f"/files/{DB}/{VERSION}/"
-        return self.files.get(path[len(prefix):]) if path.startswith(prefix) else None
+        return self.files.get(path[len(prefix) :]) if path.startswith(prefix) else None
 
     def _send(self, head_only):
         body = self._body()
@@ -58,7 +59,7 @@ class PhysioNetLike(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
         else:
             self.send_response(200)
-        chunk = body[start:end + 1]
+        chunk = body[start : end + 1]
         self.send_header("Content-Length", str(len(chunk)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -86,8 +87,9 @@ def server(tmp_path):
     files = {"RECORDS": b"1001/rec1\n1002/rec2\n", "SCR-002.Clinical.Data.csv": b"RANDID,SEX\n1001,F\n"}
     for sub, name in (("1001", "rec1"), ("1002", "rec2")):
         sig = np.cumsum(rng.standard_normal((4000, 2)), axis=0) * 0.01
-        wfdb.wrsamp(name, fs=500, units=["mV", "mV"], sig_name=["II", "V2"], p_signal=sig, fmt=["16", "16"],
-                    write_dir=str(src))
+        wfdb.wrsamp(
+            name, fs=500, units=["mV", "mV"], sig_name=["II", "V2"], p_signal=sig, fmt=["16", "16"], write_dir=str(src)
+        )
         for ext in ("hea", "dat"):
             files[f"{sub}/{name}.{ext}"] = (src / f"{name}.{ext}").read_bytes()
     handler = type("Handler", (PhysioNetLike,), {"files": files, "broken": set(), "log": []})

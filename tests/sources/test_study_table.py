@@ -1,4 +1,5 @@
 """The FDA study table: quirks handled and counted, the summary reproduced, calibration targets met."""
+
 import json
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_quirks_are_handled_and_counted(table):
     assert report["pr_wrapped_32bit"] == 2 and report["qt_missing"] == 13
     assert report["conc_pg_per_ml_converted"] == 990
     assert df["pr_ms"].min() > 0 and df["pr_ms"].max() < 400
-    assert sorted(df.filter(pl.col("pr_ms").is_in([345.0, 324.0]) & (pl.col("subject") == 1007))["pr_ms"].to_list()) == [324.0, 345.0]
+    assert sorted(
+        df.filter(pl.col("pr_ms").is_in([345.0, 324.0]) & (pl.col("subject") == 1007))["pr_ms"].to_list()
+    ) == [324.0, 345.0]
     assert df.filter(pl.col("treatment") == "dofetilide")["dose_mg"].unique().to_list() == [0.5]
 
 
@@ -31,8 +34,13 @@ def test_summary_reproduces_the_shared_ddqtcf(table, shared_data):
     df, _ = table
     ours = placebo_corrected(df, columns=("qtcf_ms",))
     ref = pl.read_csv(shared_data / "ecgrdvq" / "ddQTcF_by_treatment_timepoint.csv")
-    names = {"Dofetilide": "dofetilide", "Quinidine Sulph": "quinidine", "Ranolazine": "ranolazine",
-             "Verapamil HCL": "verapamil", "Placebo": "placebo"}
+    names = {
+        "Dofetilide": "dofetilide",
+        "Quinidine Sulph": "quinidine",
+        "Ranolazine": "ranolazine",
+        "Verapamil HCL": "verapamil",
+        "Placebo": "placebo",
+    }
     ref = ref.with_columns(pl.col("treatment").replace_strict(names))
     joined = ref.join(ours, left_on=["treatment", "tpt_h"], right_on=["treatment", "time_h"])
     assert joined.height == ref.height
@@ -47,8 +55,12 @@ def test_missing_columns_are_named(tmp_path):
 
 
 def test_shipped_calibration_meets_its_targets(shared_data):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibration_ecgrdvq.py"), "--data", str(shared_data)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "calibration_ecgrdvq.py"), "--data", str(shared_data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(abs(v) <= 10.0 for v in result["peak_ddqtcf_error_ms"].values()), result
     assert result["jtpeak_finding_reproduced"]

@@ -22,7 +22,6 @@ def test_table_cohort_gives_each_subject_their_own_baseline(tmp_path, write_tabl
     assert report["qt_fit_error_ms_max"] < 3
 
 
-
 def test_table_cohort_size_and_missing_columns(tmp_path, write_table):
     path = write_table(tmp_path / "t.csv")
     assert cohort_from_table(path, 1, size=1)[0].size == 1
@@ -30,7 +29,6 @@ def test_table_cohort_size_and_missing_columns(tmp_path, write_table):
         cohort_from_table(path, 1, size=3)
     with pytest.raises(ValueError, match=r"missing columns JTPEAK, TPEAKTEND"):
         cohort_from_table(write_table(tmp_path / "bad.csv", drop=("JTPEAK", "TPEAKTEND")), 1)
-
 
 
 def test_the_fda_study_table_makes_22_patients(shared_data, measured):

@@ -1,4 +1,5 @@
 """WFDB cohorts: records become patients; bad records are skipped with their reasons (or stop a --strict run)."""
+
 import json
 import shutil
 
@@ -15,16 +16,8 @@ from vtrial.trial import RunError, run_trial
 # --- clinical tables -------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
 # --- WFDB folders ----------------------------------------------------------------------------------
+
 
 def strip_mv(seconds=20.0, fs=360, rr_s=0.9, seed=0):
     """A periodic ECGSYN lead-II strip with a little noise."""
@@ -36,8 +29,16 @@ def strip_mv(seconds=20.0, fs=360, rr_s=0.9, seed=0):
 
 def write_record(folder, name, signals, names=("II", "V5"), fs=360, fmt="16"):
     sig = np.stack(signals, axis=1)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * sig.shape[1], sig_name=list(names), p_signal=sig,
-                fmt=[fmt] * sig.shape[1], write_dir=str(folder), comments=["age: 52", "sex: female"])
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * sig.shape[1],
+        sig_name=list(names),
+        p_signal=sig,
+        fmt=[fmt] * sig.shape[1],
+        write_dir=str(folder),
+        comments=["age: 52", "sex: female"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def wfdb_folder(tmp_path_factory):
     write_record(d, "good", [good, 0.5 * good])
     write_record(d, "flat", [np.zeros_like(good) + 0.001 * np.sin(np.arange(len(good))), good])
     write_record(d, "saturated", [np.clip(3 * good, -0.2, 0.2), good])
-    write_record(d, "short", [good[:360 * 2], good[:360 * 2]])
+    write_record(d, "short", [good[: 360 * 2], good[: 360 * 2]])
     write_record(d, "nolead", [good, good], names=("V1", "V2"))
     write_record(d, "truncated", [good, good])
     dat = d / "truncated.dat"
@@ -100,9 +101,6 @@ def test_the_shared_records_both_load(shared_data, measured):
 
 
 # --- protocols and runs ----------------------------------------------------------------------------
-
-
-
 
 
 def test_a_run_on_a_wfdb_folder_reports_its_cohort(wfdb_folder, tmp_path, real_run):

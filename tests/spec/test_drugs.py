@@ -1,4 +1,5 @@
 """Drug library: built-ins, inline compounds, bad names."""
+
 import math
 
 import numpy as np
@@ -26,14 +27,23 @@ def test_fda_study_drugs_have_fitted_pk():
 
 
 def test_unknown_drug_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown drug 'dofetelide'\. Did you mean 'dofetilide'\? Known drugs: bepridil, "):
+    with pytest.raises(
+        ValueError, match=r"unknown drug 'dofetelide'\. Did you mean 'dofetilide'\? Known drugs: bepridil, "
+    ):
         get_drug("dofetelide")
 
 
 def test_inline_drug_from_in_vitro_profile():
-    d = Drug.from_dict({"name": "cmpd-17", "ic50_nM": {"hERG": 120.0, "ICaL": 3000.0}, "hill": {"hERG": 1.0},
-                        "mw_g_mol": 380.0, "fu": 0.2,
-                        "pk": {"ka_per_h": 1.0, "cl_l_h": 20.0, "v1_l": 150.0}})
+    d = Drug.from_dict(
+        {
+            "name": "cmpd-17",
+            "ic50_nM": {"hERG": 120.0, "ICaL": 3000.0},
+            "hill": {"hERG": 1.0},
+            "mw_g_mol": 380.0,
+            "fu": 0.2,
+            "pk": {"ka_per_h": 1.0, "cl_l_h": 20.0, "v1_l": 150.0},
+        }
+    )
     assert d.ic50_vector[0] == 120.0 and np.isnan(d.ic50_vector[2])
     assert d.pk_params().cl_l_h[0] == 20.0
 
@@ -43,12 +53,15 @@ def test_drug_without_pk_says_so():
         get_drug("cisapride").pk_params()
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"ic50_nM": {"hERG": -3.0}}, r"ic50_nM.hERG = -3.0 must be >= 0"),
-    ({"ic50_nM": {"IKr": 3.0}}, r"unknown channels \['IKr'\]"),
-    ({"fu": 1.7}, r"fu = 1.7 must lie in \[0, 1\]"),
-    ({"pk": {"ka_per_h": 1.0, "cl_l_h": -2.0, "v1_l": 10.0}}, r"pk.cl_l_h = -2.0 must be > 0"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"ic50_nM": {"hERG": -3.0}}, r"ic50_nM.hERG = -3.0 must be >= 0"),
+        ({"ic50_nM": {"IKr": 3.0}}, r"unknown channels \['IKr'\]"),
+        ({"fu": 1.7}, r"fu = 1.7 must lie in \[0, 1\]"),
+        ({"pk": {"ka_per_h": 1.0, "cl_l_h": -2.0, "v1_l": 10.0}}, r"pk.cl_l_h = -2.0 must be > 0"),
+    ],
+)
 def test_bad_inline_drug(change, message):
     spec = {"name": "x", "ic50_nM": {"hERG": 10.0}, "hill": {}, "mw_g_mol": 300.0, "fu": 0.5, **change}
     with pytest.raises(ValueError, match=message):

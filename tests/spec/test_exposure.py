@@ -1,4 +1,5 @@
 """Exposure of every arm, patient and time: placebo, PK doses, fixed exposures and combinations."""
+
 import copy
 
 import numpy as np
@@ -8,9 +9,13 @@ from vtrial.spec.protocol import parse_protocol
 from vtrial.trial import build_units
 
 BASE = {
-    "name": "s", "seed": 11, "cohort": {"size": 5},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}],
+    "name": "s",
+    "seed": 11,
+    "cohort": {"size": 5},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
     "schedule": {"times_h": [-0.5, 2.0, 24.0]},
     "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
 }
@@ -18,11 +23,19 @@ BASE = {
 
 def test_exposure_placebo_dose_fixed_and_combination():
     d = copy.deepcopy(BASE)
-    d["drugs"] = {"cmpd": {"ic50_nM": {"hERG": 100.0}, "hill": {"hERG": 1.0}, "mw_g_mol": 400.0, "fu": 0.2,
-                           "free_cmax_nM": 50.0}}
-    d["arms"] += [{"name": "fixed", "drugs": [{"drug": "cmpd", "exposure": {"multiple_of_free_cmax": 2}}]},
-                  {"name": "combo", "drugs": [{"drug": "cmpd", "exposure": {"conc_free_nM": 100.0}},
-                                              {"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]}]
+    d["drugs"] = {
+        "cmpd": {"ic50_nM": {"hERG": 100.0}, "hill": {"hERG": 1.0}, "mw_g_mol": 400.0, "fu": 0.2, "free_cmax_nM": 50.0}
+    }
+    d["arms"] += [
+        {"name": "fixed", "drugs": [{"drug": "cmpd", "exposure": {"multiple_of_free_cmax": 2}}]},
+        {
+            "name": "combo",
+            "drugs": [
+                {"drug": "cmpd", "exposure": {"conc_free_nM": 100.0}},
+                {"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}},
+            ],
+        },
+    ]
     u = build_units(parse_protocol(d))
     herg = u["block"][:, CHANNELS.index("hERG")]
     arm, t = u["arm_idx"], u["time_idx"]

@@ -1,4 +1,5 @@
 """Protocols: the shipped examples validate; every bad protocol names its field and what is wrong."""
+
 import copy
 from pathlib import Path
 
@@ -32,12 +33,29 @@ def test_hash_ignores_formatting_but_not_content(tmp_path):
 
 def test_inline_drug_and_combination_arm():
     d = copy.deepcopy(GOOD)
-    d["drugs"] = {"cmpd-7": {"ic50_nM": {"hERG": 300.0, "ICaL": 2000.0}, "hill": {"hERG": 1.0}, "mw_g_mol": 400.0,
-                             "fu": 0.1, "free_cmax_nM": 50.0}}
-    d["arms"].append({"name": "combo", "drugs": [
-        {"drug": "cmpd-7", "exposure": {"multiple_of_free_cmax": 4}},
-        {"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}, "start_h": 2.0,
-         "regimen": {"type": "repeated", "interval_h": 8, "count": 3}}]})
+    d["drugs"] = {
+        "cmpd-7": {
+            "ic50_nM": {"hERG": 300.0, "ICaL": 2000.0},
+            "hill": {"hERG": 1.0},
+            "mw_g_mol": 400.0,
+            "fu": 0.1,
+            "free_cmax_nM": 50.0,
+        }
+    }
+    d["arms"].append(
+        {
+            "name": "combo",
+            "drugs": [
+                {"drug": "cmpd-7", "exposure": {"multiple_of_free_cmax": 4}},
+                {
+                    "drug": "verapamil",
+                    "dose": {"value": 120, "unit": "mg"},
+                    "start_h": 2.0,
+                    "regimen": {"type": "repeated", "interval_h": 8, "count": 3},
+                },
+            ],
+        }
+    )
     p = parse_protocol(d)
     assert p.drug("cmpd-7").ic50_vector[0] == 300.0
 
@@ -54,6 +72,7 @@ def setitem(path, value):
         for k in path[:-1]:
             obj = obj[k]
         obj[path[-1]] = value
+
     return f
 
 
@@ -63,38 +82,107 @@ def delitem(path):
         for k in path[:-1]:
             obj = obj[k]
         del obj[path[-1]]
+
     return f
 
 
 CASES = [
     ("unknown top-level key", setitem(["sampels"], 3), r"sampels: unknown key; did you mean 'sampling'\?"),
-    ("unknown nested key", setitem(["sampling", "samples_per_patinet"], 3), r"sampling.samples_per_patinet: unknown key; did you mean 'samples_per_patient'\?"),
+    (
+        "unknown nested key",
+        setitem(["sampling", "samples_per_patinet"], 3),
+        r"sampling.samples_per_patinet: unknown key; did you mean 'samples_per_patient'\?",
+    ),
     ("unknown arm key", setitem(["arms", 1, "drgus"], []), r"arms\[1\].drgus: unknown key; did you mean 'drugs'\?"),
     ("missing cohort", delitem(["cohort"]), r"cohort: Field required"),
     ("wrong type", setitem(["cohort", "size"], "fifty"), r"cohort.size: Input should be a valid integer"),
     ("zero cohort", setitem(["cohort", "size"], 0), r"cohort.size: Input should be greater than 0"),
     ("negative cohort", setitem(["cohort", "size"], -5), r"cohort.size: Input should be greater than 0"),
-    ("zero samples", setitem(["sampling", "samples_per_patient"], 0), r"sampling.samples_per_patient: Input should be greater than 0"),
-    ("negative dose", setitem(["arms", 1, "drugs", 0, "dose", "value"], -500), r"arms\[1\].drugs\[0\].dose.value: Input should be greater than 0"),
-    ("zero dose", setitem(["arms", 2, "drugs", 0, "dose", "value"], 0), r"arms\[2\].drugs\[0\].dose.value: Input should be greater than 0"),
-    ("unknown unit", setitem(["arms", 1, "drugs", 0, "dose", "unit"], "grains"), r"arms\[1\].drugs\[0\].dose.unit: unknown unit 'grains'; use one of ng, ug"),
-    ("unknown drug", setitem(["arms", 1, "drugs", 0, "drug"], "dofetilid"), r"arms\[1\].drugs\[0\].drug: unknown drug 'dofetilid'. Did you mean 'dofetilide'\?"),
-    ("unsorted times", setitem(["schedule", "times_h"], [-0.5, 2, 1]), r"schedule.times_h: times must be in increasing order"),
-    ("duplicate times", setitem(["schedule", "times_h"], [-0.5, 1, 1, 2]), r"schedule.times_h: duplicate times \[1.0\]"),
+    (
+        "zero samples",
+        setitem(["sampling", "samples_per_patient"], 0),
+        r"sampling.samples_per_patient: Input should be greater than 0",
+    ),
+    (
+        "negative dose",
+        setitem(["arms", 1, "drugs", 0, "dose", "value"], -500),
+        r"arms\[1\].drugs\[0\].dose.value: Input should be greater than 0",
+    ),
+    (
+        "zero dose",
+        setitem(["arms", 2, "drugs", 0, "dose", "value"], 0),
+        r"arms\[2\].drugs\[0\].dose.value: Input should be greater than 0",
+    ),
+    (
+        "unknown unit",
+        setitem(["arms", 1, "drugs", 0, "dose", "unit"], "grains"),
+        r"arms\[1\].drugs\[0\].dose.unit: unknown unit 'grains'; use one of ng, ug",
+    ),
+    (
+        "unknown drug",
+        setitem(["arms", 1, "drugs", 0, "drug"], "dofetilid"),
+        r"arms\[1\].drugs\[0\].drug: unknown drug 'dofetilid'. Did you mean 'dofetilide'\?",
+    ),
+    (
+        "unsorted times",
+        setitem(["schedule", "times_h"], [-0.5, 2, 1]),
+        r"schedule.times_h: times must be in increasing order",
+    ),
+    (
+        "duplicate times",
+        setitem(["schedule", "times_h"], [-0.5, 1, 1, 2]),
+        r"schedule.times_h: duplicate times \[1.0\]",
+    ),
     ("one time only", setitem(["schedule", "times_h"], [0.0]), r"schedule.times_h: Tuple should have at least 2 items"),
     ("duplicate arm names", setitem(["arms", 2, "name"], "placebo"), r"arms\[2\].name: duplicate arm name 'placebo'"),
-    ("placebo with drugs", setitem(["arms", 0, "drugs"], [{"drug": "dofetilide", "dose": {"value": 1}}]), r"arms\[0\]: a placebo arm takes no drugs"),
+    (
+        "placebo with drugs",
+        setitem(["arms", 0, "drugs"], [{"drug": "dofetilide", "dose": {"value": 1}}]),
+        r"arms\[0\]: a placebo arm takes no drugs",
+    ),
     ("arm without drugs", setitem(["arms", 1, "drugs"], []), r"arms\[1\]: an arm needs drugs, or placebo: true"),
-    ("dose and exposure", setitem(["arms", 1, "drugs", 0, "exposure"], {"multiple_of_free_cmax": 2}), r"arms\[1\].drugs\[0\]: give either dose"),
-    ("dose without PK", setitem(["arms", 1, "drugs", 0, "drug"], "cisapride"), r"arms\[1\].drugs\[0\].dose: drug 'cisapride' has no PK"),
-    ("bad regimen", setitem(["arms", 1, "drugs", 0, "regimen"], {"type": "repeated", "count": 3}), r"arms\[1\].drugs\[0\].regimen: a repeated regimen needs interval_h"),
-    ("unknown route", setitem(["arms", 1, "drugs", 0, "route"], "rectal"), r"arms\[1\].drugs\[0\].route: Input should be 'oral', 'iv_bolus' or 'iv_infusion'"),
-    ("negative gpus", setitem(["compute", "gpus_per_replica"], -1), r"compute.gpus_per_replica: Input should be greater than or equal to 0"),
-    ("zero replicas", setitem(["compute", "replicas"], 0), r"compute.replicas: Input should be greater than or equal to 1"),
+    (
+        "dose and exposure",
+        setitem(["arms", 1, "drugs", 0, "exposure"], {"multiple_of_free_cmax": 2}),
+        r"arms\[1\].drugs\[0\]: give either dose",
+    ),
+    (
+        "dose without PK",
+        setitem(["arms", 1, "drugs", 0, "drug"], "cisapride"),
+        r"arms\[1\].drugs\[0\].dose: drug 'cisapride' has no PK",
+    ),
+    (
+        "bad regimen",
+        setitem(["arms", 1, "drugs", 0, "regimen"], {"type": "repeated", "count": 3}),
+        r"arms\[1\].drugs\[0\].regimen: a repeated regimen needs interval_h",
+    ),
+    (
+        "unknown route",
+        setitem(["arms", 1, "drugs", 0, "route"], "rectal"),
+        r"arms\[1\].drugs\[0\].route: Input should be 'oral', 'iv_bolus' or 'iv_infusion'",
+    ),
+    (
+        "negative gpus",
+        setitem(["compute", "gpus_per_replica"], -1),
+        r"compute.gpus_per_replica: Input should be greater than or equal to 0",
+    ),
+    (
+        "zero replicas",
+        setitem(["compute", "replicas"], 0),
+        r"compute.replicas: Input should be greater than or equal to 1",
+    ),
     ("unknown sampler", setitem(["sampling", "sampler"], "magic"), r"sampling.sampler: unknown sampler 'magic'"),
-    ("unknown sampler setting", setitem(["sampling", "settings"], {"nosie_mv": 0.1}), r"sampling.settings: unknown settings \['nosie_mv'\]"),
+    (
+        "unknown sampler setting",
+        setitem(["sampling", "settings"], {"nosie_mv": 0.1}),
+        r"sampling.settings: unknown settings \['nosie_mv'\]",
+    ),
     ("unknown endpoint", setitem(["endpoints"], ["qtcf", "qtcx"]), r"endpoints: unknown endpoints \['qtcx'\]"),
-    ("bad inline drug", setitem(["drugs"], {"x": {"ic50_nM": {"hERG": -1.0}, "mw_g_mol": 300, "fu": 0.5}}), r"drugs.x: drug 'x': ic50_nM.hERG = -1.0 must be >= 0"),
+    (
+        "bad inline drug",
+        setitem(["drugs"], {"x": {"ic50_nM": {"hERG": -1.0}, "mw_g_mol": 300, "fu": 0.5}}),
+        r"drugs.x: drug 'x': ic50_nM.hERG = -1.0 must be >= 0",
+    ),
     ("no arms", setitem(["arms"], []), r"arms: Tuple should have at least 1 item"),
 ]
 
@@ -106,9 +194,21 @@ def test_bad_protocol_names_the_field(name, mutate, message):
 
 
 FILE_CASES = [
-    ("missing population", setitem(["cohort", "population"], "martians"), r"cohort.population: no built-in population 'martians'; built-in: healthy_adults"),
-    ("missing population file", setitem(["cohort", "population"], "pop/martians.yaml"), r"cohort.population: population file not found: 'pop/martians.yaml'"),
-    ("missing table", lambda d: d.update(cohort={"table": "nowhere.csv"}), r"cohort.table: file not found: nowhere.csv .*give the data folder with --data DIR"),
+    (
+        "missing population",
+        setitem(["cohort", "population"], "martians"),
+        r"cohort.population: no built-in population 'martians'; built-in: healthy_adults",
+    ),
+    (
+        "missing population file",
+        setitem(["cohort", "population"], "pop/martians.yaml"),
+        r"cohort.population: population file not found: 'pop/martians.yaml'",
+    ),
+    (
+        "missing table",
+        lambda d: d.update(cohort={"table": "nowhere.csv"}),
+        r"cohort.table: file not found: nowhere.csv .*give the data folder with --data DIR",
+    ),
     ("missing checkpoint", setitem(["sampling", "checkpoint"], "no.pt"), r"sampling.checkpoint: file not found: no.pt"),
 ]
 
@@ -126,12 +226,20 @@ def test_files_a_protocol_names_are_checked_by_load_protocol(name, mutate, messa
 def test_content_hash_is_what_determines_the_samples():
     """Where and how a trial is computed, analysed and tracked does not change its hash; what it samples does."""
     a = parse_protocol(copy.deepcopy(GOOD))
-    for section, value in (("compute", {"replicas": 7, "batch_size": 3}), ("output", {"dir": "elsewhere"}),
-                           ("tracking", {"experiment": "other"}), ("risk", {"aversion_lambda": 2.0}),
-                           ("endpoints", ["qtcf"]), ("name", "renamed")):
+    for section, value in (
+        ("compute", {"replicas": 7, "batch_size": 3}),
+        ("output", {"dir": "elsewhere"}),
+        ("tracking", {"experiment": "other"}),
+        ("risk", {"aversion_lambda": 2.0}),
+        ("endpoints", ["qtcf"]),
+        ("name", "renamed"),
+    ):
         assert parse_protocol({**copy.deepcopy(GOOD), section: value}).content_hash == a.content_hash, section
-    for section, value in (("herg_model", "dynamic"), ("seed", 3),
-                           ("sampling", {**GOOD["sampling"], "samples_per_patient": 2})):
+    for section, value in (
+        ("herg_model", "dynamic"),
+        ("seed", 3),
+        ("sampling", {**GOOD["sampling"], "samples_per_patient": 2}),
+    ):
         assert parse_protocol({**copy.deepcopy(GOOD), section: value}).content_hash != a.content_hash, section
 
 

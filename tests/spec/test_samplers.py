@@ -1,4 +1,5 @@
 """The one list of samplers: each has its class, which reads its defaults from the list."""
+
 from vtrial.sampling.registry import SAMPLER_CLASSES
 from vtrial.spec.samplers import DEFAULT_SAMPLER, SAMPLER_SETTINGS, SAMPLERS, unknown_settings
 

@@ -8,10 +8,15 @@ from vtrial.spec.protocol import parse_protocol
 from vtrial.spec.work_units import UnitPlan, unit_table
 
 PLAN = {
-    "name": "plan", "seed": 11, "cohort": {"population": "healthy_adults", "size": 4},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]}],
-    "schedule": {"times_h": [-0.5, 1.0, 3.0]}, "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
+    "name": "plan",
+    "seed": 11,
+    "cohort": {"population": "healthy_adults", "size": 4},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "verapamil", "drugs": [{"drug": "verapamil", "dose": {"value": 120, "unit": "mg"}}]},
+    ],
+    "schedule": {"times_h": [-0.5, 1.0, 3.0]},
+    "sampling": {"samples_per_patient": 2, "sampler": "mechanistic"},
 }
 
 

@@ -1,4 +1,5 @@
 """From samples to what users act on: tables, metrics and warnings of an analysis (no Ray, no files)."""
+
 import numpy as np
 import polars as pl
 import pytest
@@ -10,10 +11,14 @@ from vtrial.spec.work_units import UnitPlan
 from vtrial.stats.analysis import analyse, fixed_exposure_arms, placebo_index, single_drug_arms
 
 TRIAL = {
-    "name": "analysis", "seed": 5, "cohort": {"size": 6},
-    "arms": [{"name": "placebo", "placebo": True},
-             {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
-             {"name": "verapamil_2x", "drugs": [{"drug": "verapamil", "exposure": {"multiple_of_free_cmax": 2}}]}],
+    "name": "analysis",
+    "seed": 5,
+    "cohort": {"size": 6},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dofetilide", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+        {"name": "verapamil_2x", "drugs": [{"drug": "verapamil", "exposure": {"multiple_of_free_cmax": 2}}]},
+    ],
     "schedule": {"times_h": [-0.5, 2.5, 6.0]},
     "sampling": {"samples_per_patient": 4, "sampler": "mechanistic"},
     "risk": {"bootstrap": 200},

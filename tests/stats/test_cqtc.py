@@ -1,4 +1,5 @@
 """Concentration–QTc: the mixed-effects fit recovers a known slope and the predicted effect at Cmax."""
+
 import numpy as np
 import polars as pl
 
@@ -16,9 +17,27 @@ def simulated(slope=0.08, trt=1.5, n=40, seed=0):
     for arm, on in ((0, 0), (1, 1)):
         for i in range(n):
             c = on * cmax[i] * (np.exp(-0.2 * times) - np.exp(-1.5 * times)) / 0.55
-            d = eta0[i] + (slope + eta1[i]) * c + trt * on + time_effect + 0.1 * (base[i] - 400) + 3 * rng.standard_normal(len(times))
-            rows.append(pl.DataFrame({"patient": i, "arm_idx": arm, "time_idx": np.arange(1, len(times) + 1),
-                                      "conc_free_nM": c, "dqtcf_ms_mean": d, "qtcf_ms_base": base[i], "trt": on}))
+            d = (
+                eta0[i]
+                + (slope + eta1[i]) * c
+                + trt * on
+                + time_effect
+                + 0.1 * (base[i] - 400)
+                + 3 * rng.standard_normal(len(times))
+            )
+            rows.append(
+                pl.DataFrame(
+                    {
+                        "patient": i,
+                        "arm_idx": arm,
+                        "time_idx": np.arange(1, len(times) + 1),
+                        "conc_free_nM": c,
+                        "dqtcf_ms_mean": d,
+                        "qtcf_ms_base": base[i],
+                        "trt": on,
+                    }
+                )
+            )
     return pl.concat(rows), cmax
 
 
@@ -28,7 +47,9 @@ def test_cqtc_recovers_a_known_slope_and_effect_at_cmax():
     assert r["status"] == "ok"
     assert r["slope_ci90_lo"] < 0.08 < r["slope_ci90_hi"]
     assert abs(r["slope_ms_per_nM"] - 0.08) < 0.015
-    peak = data.filter(pl.col("trt") == 1).group_by("patient").agg(pl.col("conc_free_nM").max())["conc_free_nM"].to_numpy()
+    peak = (
+        data.filter(pl.col("trt") == 1).group_by("patient").agg(pl.col("conc_free_nM").max())["conc_free_nM"].to_numpy()
+    )
     gm = float(np.exp(np.mean(np.log(peak))))
     assert abs(r["gm_cmax_free_nM"] - gm) < 1e-9
     truth = 1.5 + 0.08 * gm

@@ -1,4 +1,5 @@
 """Risk tables with known answers: simulated samples with a set ΔΔQTcF, no placebo, an all-invalid arm."""
+
 import numpy as np
 import polars as pl
 import pytest
@@ -6,8 +7,16 @@ import pytest
 from vtrial.stats import risk
 
 
-def simulated_samples(effects_ms: dict[str, float], n_patients=40, times_h=(0.0, 1.0, 2.0), s=8, seed=0,
-                      within_sd=5.0, between_sd=8.0, invalid_arms=()):
+def simulated_samples(
+    effects_ms: dict[str, float],
+    n_patients=40,
+    times_h=(0.0, 1.0, 2.0),
+    s=8,
+    seed=0,
+    within_sd=5.0,
+    between_sd=8.0,
+    invalid_arms=(),
+):
     """A crossover: every patient takes every arm; the arm's effect on QTcF (and J-Tpeak_c) at the last time."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -18,13 +27,27 @@ def simulated_samples(effects_ms: dict[str, float], n_patients=40, times_h=(0.0,
             on = t == len(times_h) - 1
             for p in range(n_patients):
                 q = patient_base[p] + (response[p] if on else 0.0) + within_sd * rng.standard_normal(s)
-                rows.append(pl.DataFrame({
-                    "arm": arm, "arm_idx": np.int32(a), "patient": np.int32(p), "time_idx": np.int32(t),
-                    "time_h": time_h, "conc_free_nM": 10.0 * effect * on, "sample": np.arange(s, dtype=np.int32),
-                    "qtcf_ms": q, "jtpeakc_ms": q - 180, "tpte_ms": 75 + rng.standard_normal(s),
-                    "qrs_ms": 95 + rng.standard_normal(s), "pr_ms": 160 + rng.standard_normal(s),
-                    "hr_bpm": 60 + rng.standard_normal(s), "valid": np.full(s, arm not in invalid_arms),
-                    "reason": [("flat" if arm in invalid_arms else "")] * s}))
+                rows.append(
+                    pl.DataFrame(
+                        {
+                            "arm": arm,
+                            "arm_idx": np.int32(a),
+                            "patient": np.int32(p),
+                            "time_idx": np.int32(t),
+                            "time_h": time_h,
+                            "conc_free_nM": 10.0 * effect * on,
+                            "sample": np.arange(s, dtype=np.int32),
+                            "qtcf_ms": q,
+                            "jtpeakc_ms": q - 180,
+                            "tpte_ms": 75 + rng.standard_normal(s),
+                            "qrs_ms": 95 + rng.standard_normal(s),
+                            "pr_ms": 160 + rng.standard_normal(s),
+                            "hr_bpm": 60 + rng.standard_normal(s),
+                            "valid": np.full(s, arm not in invalid_arms),
+                            "reason": [("flat" if arm in invalid_arms else "")] * s,
+                        }
+                    )
+                )
     return pl.concat(rows).lazy()
 
 

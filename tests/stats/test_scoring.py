@@ -1,4 +1,5 @@
 """Calibration scores: a well-specified toy model is nominal; a too-confident one is caught."""
+
 import numpy as np
 import pytest
 
@@ -45,6 +46,7 @@ def test_crps_matches_the_gaussian_closed_form():
     samples = rng.standard_normal((1, 20000))
     y = np.array([0.7])
     from scipy.stats import norm
+
     exact = y * (2 * norm.cdf(y) - 1) + 2 * norm.pdf(y) - 1 / np.sqrt(np.pi)
     assert crps_ensemble(samples, y)[0] == pytest.approx(exact[0], abs=0.01)
     assert crps_gaussian(np.zeros(1), np.ones(1), y)[0] == pytest.approx(exact[0], abs=1e-12)

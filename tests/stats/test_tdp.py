@@ -1,4 +1,5 @@
 """TdP categories: thresholds on one feature at one multiple, leave-one-drug-out refits everything."""
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,12 +12,28 @@ def features(values: dict[str, tuple[float, float]], multiples=(1.0, 4.0), noise
     for d, (q, j) in values.items():
         rows.append({"drug": d, "multiple": 1.0, "ddqtcf_ms": q, "ddjtpeakc_ms": j})
         # at 4x the features carry no information (the classifier must pick the 1x column)
-        rows.append({"drug": d, "multiple": 4.0, "ddqtcf_ms": 50.0 + (ord(d[0]) % 7 if noise_at_4x else 0), "ddjtpeakc_ms": 20.0})
+        rows.append(
+            {
+                "drug": d,
+                "multiple": 4.0,
+                "ddqtcf_ms": 50.0 + (ord(d[0]) % 7 if noise_at_4x else 0),
+                "ddjtpeakc_ms": 20.0,
+            }
+        )
     return pl.DataFrame(rows)
 
 
-SEPARABLE = {"a": (-5, -8), "b": (2, -3), "c": (4, -1), "d": (15, 6), "e": (22, 9), "f": (25, 12),
-             "g": (60, 30), "h": (75, 35), "i": (90, 40)}
+SEPARABLE = {
+    "a": (-5, -8),
+    "b": (2, -3),
+    "c": (4, -1),
+    "d": (15, 6),
+    "e": (22, 9),
+    "f": (25, 12),
+    "g": (60, 30),
+    "h": (75, 35),
+    "i": (90, 40),
+}
 CATS = {"a": 0, "b": 0, "c": 0, "d": 1, "e": 1, "f": 1, "g": 2, "h": 2, "i": 2}
 
 

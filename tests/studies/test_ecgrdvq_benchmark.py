@@ -1,5 +1,6 @@
 """The FDA study as a held-out benchmark: the replica protocol, and `vtrial benchmark ecgrdvq` out of fold
 (a reduced run: two folds, a short fit, the mechanistic sampler; the full figures are in the README)."""
+
 import copy
 import json
 from pathlib import Path
@@ -36,8 +37,14 @@ def test_replica_protocol_runs_the_22_subjects(shared_data, tmp_path):
     small = copy.deepcopy(d)
     small["sampling"] = {"samples_per_patient": 2, "sampler": "mechanistic"}
     small["compute"] = {"replicas": 1, "batch_size": 512}
-    res = run_trial(parse_protocol(small), out=tmp_path / "fda", progress=False, track=False,
-                    base_dir=example_protocol("fda_ecgrdvq").parent, data_dir=shared_data)
+    res = run_trial(
+        parse_protocol(small),
+        out=tmp_path / "fda",
+        progress=False,
+        track=False,
+        base_dir=example_protocol("fda_ecgrdvq").parent,
+        data_dir=shared_data,
+    )
     assert res.patients["patient"].n_unique() == 22
     peak = {r["arm"]: r["peak_ms"] for r in res.summary.iter_rows(named=True) if r["peak_ms"] is not None}
     assert peak["dofetilide_500ug"] > 30 and peak["quinidine_sulphate_400mg"] > 30  # the study: 79 and 79 ms
@@ -45,21 +52,49 @@ def test_replica_protocol_runs_the_22_subjects(shared_data, tmp_path):
 
 
 def test_benchmark_layout_out_of_fold(shared_data, tmp_path):
-    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path),
-                                   "--folds", "2", "--samples", "20", "--max-nfev", "3", "--draws", "2",
-                                   "--sampler", "mechanistic", "--seed", "3"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "ecgrdvq",
+            "--data",
+            str(shared_data),
+            "--out",
+            str(tmp_path),
+            "--folds",
+            "2",
+            "--samples",
+            "20",
+            "--max-nfev",
+            "3",
+            "--draws",
+            "2",
+            "--sampler",
+            "mechanistic",
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "ecgrdvq.json").read_text())
     assert set(r["drugs"]) == {"dofetilide", "quinidine", "ranolazine", "verapamil"}
     assert "in-vivo potency needed / given (mechanistic beats): dofetilide" in " ".join(res.output.split())
     for v in r["drugs"].values():
-        assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {"peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms"}
+        assert DRUG_KEYS <= set(v) and set(v["cqtc"]) == {
+            "peak_ddqtcf_error_ms",
+            "rmse_ddqtcf_ms",
+            "coverage90",
+            "crps_ms",
+        }
         assert 0 <= v["coverage90"] <= 1 and v["crps_ms"] > 0 and v["lodo_peak_ddqtcf_error_ms"] is not None
     assert r["out_of_fold"] is True and r["settings"]["seed"] == 3 and r["settings"]["draws"] == 2
     assert r["settings"]["lodo_map"] == "ord"  # the left-out drug's repolarization from the cell model
     assert r["settings"]["discrepancy"] is True  # each fold's in-sample misfit per drug, recorded
-    assert all(set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"]) and
-               all(v >= 0 for v in f["discrepancy_ms"]["mechanistic"].values()) for f in r["settings"]["folds_detail"])
+    assert all(
+        set(f["discrepancy_ms"]["mechanistic"]) == set(r["drugs"])
+        and all(v >= 0 for v in f["discrepancy_ms"]["mechanistic"].values())
+        for f in r["settings"]["folds_detail"]
+    )
     assert set(r["settings"]["lodo_detail"]) == set(r["drugs"])
     assert r["settings"]["potency"] is True  # each fit's drugs' in-vivo potencies, recorded
     assert all(set(f["potency"]) == set(r["drugs"]) for f in r["settings"]["folds_detail"])
@@ -95,8 +130,9 @@ def test_measured_exposure_is_the_subjects_own_and_library_draws_vary(shared_dat
         assert conc.shape == (4,) and np.all(conc > 0)
         if exposure == "measured":  # every draw sees the subject's one measured concentration
             assert np.ptp(conc) == 0
-            measured = table.filter((table["subject"] == 1001) & (table["treatment"] == "dofetilide")
-                                    & (table["time_h"] == 2.5))["conc_ng_ml"].mean()
+            measured = table.filter(
+                (table["subject"] == 1001) & (table["treatment"] == "dofetilide") & (table["time_h"] == 2.5)
+            )["conc_ng_ml"].mean()
             from vtrial.spec.drugs import get_drug
 
             d = get_drug("dofetilide")
@@ -123,8 +159,18 @@ def test_each_sample_has_its_own_draw_of_the_subjects_sensitivity_by_default(sha
     ke0 = {"dofetilide": 3.0, "quinidine": 5.0, "ranolazine": 0.5, "verapamil": 1.0}
     times = np.array([-0.5, 2.5])
     for draws, per_unit in ((None, 1), (4, 5)):
-        pred = simulate(table, [1001], default_coefficients(), ke0, "mechanistic", 20, 0, times, draws,
-                        treatments=("placebo", "dofetilide"))
+        pred = simulate(
+            table,
+            [1001],
+            default_coefficients(),
+            ke0,
+            "mechanistic",
+            20,
+            0,
+            times,
+            draws,
+            treatments=("placebo", "dofetilide"),
+        )
         at = pred.filter((pl.col("treatment") == "dofetilide") & (pl.col("time_h") == 2.5))
         assert at.height == 20 and at["subject"].unique().to_list() == [1001]
         assert sorted(at["sample"].unique().to_list()) == list(range(per_unit))
@@ -133,15 +179,17 @@ def test_each_sample_has_its_own_draw_of_the_subjects_sensitivity_by_default(sha
 
 def test_benchmark_names_a_bad_exposure(tmp_path):
     (tmp_path / "SCR-002.Clinical.Data.csv").write_text("x\n")
-    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                                   "--exposure", "guess"])
+    res = CliRunner().invoke(
+        app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--exposure", "guess"]
+    )
     assert res.exit_code == 2 and "--exposure 'guess'" in res.output
 
 
 def test_benchmark_names_a_bad_map(tmp_path):
     (tmp_path / "SCR-002.Clinical.Data.csv").write_text("x\n")
-    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                                   "--lodo-map", "guess"])
+    res = CliRunner().invoke(
+        app, ["benchmark", "ecgrdvq", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--lodo-map", "guess"]
+    )
     assert res.exit_code == 2 and "--lodo-map 'guess'" in res.output and "ord" in res.output
 
 
@@ -150,12 +198,42 @@ def _tiny_worldmodel_benchmark(shared_data, tmp_path, **model_args) -> tuple[dic
     (``model_args``: ``TrainConfig`` fields); its ``ecgrdvq.json`` and the checkpoint."""
     from vtrial.model.train import TrainConfig, train
 
-    cfg = TrainConfig(n_pairs=200, latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50, ae_steps=20,
-                      diffusion_train_steps=20, batch_size=64, **model_args)
+    cfg = TrainConfig(
+        n_pairs=200,
+        latent_dim=8,
+        channels=8,
+        width=32,
+        depth=1,
+        diffusion_steps=50,
+        ae_steps=20,
+        diffusion_train_steps=20,
+        batch_size=64,
+        **model_args,
+    )
     ckpt = save_checkpoint(train(cfg, log=lambda d: None)[0], tmp_path / "tiny.pt")
-    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
-                                   "--folds", "2", "--samples", "20", "--max-nfev", "2", "--draws", "2",
-                                   "--sampler", "worldmodel", "--checkpoint", str(ckpt)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "ecgrdvq",
+            "--data",
+            str(shared_data),
+            "--out",
+            str(tmp_path / "o"),
+            "--folds",
+            "2",
+            "--samples",
+            "20",
+            "--max-nfev",
+            "2",
+            "--draws",
+            "2",
+            "--sampler",
+            "worldmodel",
+            "--checkpoint",
+            str(ckpt),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return json.loads((tmp_path / "o" / "ecgrdvq.json").read_text()), ckpt
 
@@ -180,15 +258,19 @@ def test_a_world_model_blind_to_its_prior_carries_the_shipped_map_with_refitted_
     assert r["out_of_fold"] is False and r["settings"]["worldmodel"]["follows_map"] is False
     assert all(v["lodo_peak_ddqtcf_error_ms"] is None for v in r["drugs"].values())
     for f in r["settings"]["folds_detail"]:
-        assert set(f["ke0_per_h_worldmodel"]) == set(r["drugs"]) and all(v > 0 for v in f["ke0_per_h_worldmodel"].values())
+        assert set(f["ke0_per_h_worldmodel"]) == set(r["drugs"]) and all(
+            v > 0 for v in f["ke0_per_h_worldmodel"].values()
+        )
         assert set(f["discrepancy_ms"]["worldmodel"]) == set(r["drugs"])
 
 
 def test_benchmark_names_a_bad_checkpoint(shared_data, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    res = CliRunner().invoke(app, ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"),
-                                   "--checkpoint", str(bad)])
+    res = CliRunner().invoke(
+        app,
+        ["benchmark", "ecgrdvq", "--data", str(shared_data), "--out", str(tmp_path / "o"), "--checkpoint", str(bad)],
+    )
     assert res.exit_code == 2 and "--checkpoint" in res.output and "bad.pt" in res.output
 
 
@@ -200,9 +282,14 @@ def test_variability_adds_the_placebo_time_effect_and_a_drugs_discrepancy_to_tha
 
     rng = np.random.default_rng(0)
     n = 20_000
-    delta = pl.DataFrame({"treatment": np.repeat(["placebo", "quinidine", "dofetilide"], n),
-                          "time_h": np.tile(np.r_[np.full(n // 2, -0.5), np.full(n // 2, 2.0)], 3),
-                          "dqtcf_ms": rng.normal(0.0, 5.0, 3 * n), "qtcf_ms": np.full(3 * n, 400.0)})
+    delta = pl.DataFrame(
+        {
+            "treatment": np.repeat(["placebo", "quinidine", "dofetilide"], n),
+            "time_h": np.tile(np.r_[np.full(n // 2, -0.5), np.full(n // 2, 2.0)], 3),
+            "dqtcf_ms": rng.normal(0.0, 5.0, 3 * n),
+            "qtcf_ms": np.full(3 * n, 400.0),
+        }
+    )
     var = {"time_effect_ms": {2.0: 3.0}, "residual_sd_ms": 4.0}  # below the samples' own placebo spread: no top-up
     plain, extra = apply_variability(delta, var, 1)
     wide, _ = apply_variability(delta, var, 1, {"quinidine": 12.0})

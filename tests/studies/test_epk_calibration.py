@@ -1,4 +1,5 @@
 """The calibration helpers: no block changes no interval; hERG block lengthens QT in both beat morphologies."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """A drug's in-vivo potency in the Δ(block) fit: a factor on the concentration its channels see, fitted with
 the map under a log-normal prior centred on 1."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -13,10 +14,12 @@ def test_potency_is_the_ic50s_divided_by_it():
     quinidine = get_drug("quinidine")
     times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 24.0])
     stronger = replace(quinidine, ic50_nM={k: (None if v is None else v / 2.5) for k, v in quinidine.ic50_nM.items()})
-    np.testing.assert_allclose(population_block(quinidine, 400.0, times, potency=2.5),
-                               population_block(stronger, 400.0, times), rtol=1e-12)
-    np.testing.assert_array_equal(population_block(quinidine, 400.0, times, potency=1.0),
-                                  population_block(quinidine, 400.0, times))
+    np.testing.assert_allclose(
+        population_block(quinidine, 400.0, times, potency=2.5), population_block(stronger, 400.0, times), rtol=1e-12
+    )
+    np.testing.assert_array_equal(
+        population_block(quinidine, 400.0, times, potency=1.0), population_block(quinidine, 400.0, times)
+    )
 
 
 @pytest.fixture(scope="module")

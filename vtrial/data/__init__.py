@@ -1,6 +1,7 @@
 """Data shipped inside the package: the drug library, fitted maps, the world-model checkpoints, the
 built-in populations (``cohorts/``) and the example protocols (``protocols/``), found through
 ``importlib.resources`` so that an installed wheel finds them as a source checkout does."""
+
 from __future__ import annotations
 
 from importlib import resources

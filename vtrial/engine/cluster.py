@@ -1,5 +1,6 @@
 """The Ray cluster a trial runs on: connect to one, or start Ray on this machine bound to loopback,
 and check that it has the resources the protocol's replicas ask for."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,13 @@ def start_local_ray(**init_kwargs) -> None:
     os.environ[LOOPBACK_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", _node_ip_address="127.0.0.1",
-                 **init_kwargs)
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            _node_ip_address="127.0.0.1",
+            **init_kwargs,
+        )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
         if saved_env is None:
@@ -77,11 +83,17 @@ def check_resources(compute, replicas: int) -> None:
     res = ray.cluster_resources()
     gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 0.0)
     if c.gpus_per_replica > 0 and gpus < c.gpus_per_replica:
-        raise ClusterError(f"compute.gpus_per_replica = {c.gpus_per_replica} but the Ray cluster has {gpus:g} GPUs; "
-                           f"set gpus_per_replica: 0 to run on CPU")
+        raise ClusterError(
+            f"compute.gpus_per_replica = {c.gpus_per_replica} but the Ray cluster has {gpus:g} GPUs; "
+            f"set gpus_per_replica: 0 to run on CPU"
+        )
     if c.gpus_per_replica > 0 and gpus < c.gpus_per_replica * replicas:
-        raise ClusterError(f"compute.replicas = {replicas} × gpus_per_replica = {c.gpus_per_replica} needs "
-                           f"{c.gpus_per_replica * replicas:g} GPUs; the cluster has {gpus:g}")
+        raise ClusterError(
+            f"compute.replicas = {replicas} × gpus_per_replica = {c.gpus_per_replica} needs "
+            f"{c.gpus_per_replica * replicas:g} GPUs; the cluster has {gpus:g}"
+        )
     if cpus < c.cpus_per_replica * replicas:
-        raise ClusterError(f"compute.replicas = {replicas} × cpus_per_replica = {c.cpus_per_replica} needs "
-                           f"{c.cpus_per_replica * replicas:g} CPUs; the cluster has {cpus:g}")
+        raise ClusterError(
+            f"compute.replicas = {replicas} × cpus_per_replica = {c.cpus_per_replica} needs "
+            f"{c.cpus_per_replica * replicas:g} CPUs; the cluster has {cpus:g}"
+        )

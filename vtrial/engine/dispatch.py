@@ -7,6 +7,7 @@ is gone for good (restarts spent, node lost) its unfinished batches go back on t
 replacement replica is started, up to ``max_replacements``. Each batch's result is yielded once. An
 error raised by the sampler itself stops the run with the batch and the error named.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -21,9 +22,15 @@ class DispatchError(RuntimeError):
     """Batches that could not be run, with the reason."""
 
 
-def run_batches(pool: list, new_replica: Callable[[], Any], batches: Iterable[int],
-                submit: Callable[[Any, int], Any], in_flight: int = 2,
-                max_replacements: int | None = None, on_replace: Callable[[Exception], None] | None = None) -> Iterator[Any]:
+def run_batches(
+    pool: list,
+    new_replica: Callable[[], Any],
+    batches: Iterable[int],
+    submit: Callable[[Any, int], Any],
+    in_flight: int = 2,
+    max_replacements: int | None = None,
+    on_replace: Callable[[Exception], None] | None = None,
+) -> Iterator[Any]:
     """Yield ``ray.get(submit(replica, index))`` for every batch index, in completion order; ``pool``: the
     started replicas, ``new_replica()`` starts a replacement."""
     lost_errors = (ActorDiedError, ActorUnavailableError, RayActorError)
@@ -52,8 +59,9 @@ def run_batches(pool: list, new_replica: Callable[[], Any], batches: Iterable[in
                 pool = [a for a in pool if a is not actor]
                 if replaced >= max_replacements:
                     if not pool:
-                        raise DispatchError(f"every replica died and {replaced} replacements are spent; last "
-                                            f"error: {exc}") from None
+                        raise DispatchError(
+                            f"every replica died and {replaced} replacements are spent; last error: {exc}"
+                        ) from None
                 else:
                     replaced += 1
                     fresh = new_replica()

@@ -8,6 +8,7 @@ depend on the hardware); inside a batch the replica calls the sampler on chunks 
 ``units_per_call`` units, sized from the device's free memory and its share of it, and halves the chunk
 when an allocation fails. Every unit draws from its own seed, so the chunking never changes a row.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,9 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def sample_in_chunks(sampler, units: dict[str, np.ndarray], seed: int, max_units: int,
-                     keep: np.ndarray | None = None) -> tuple[dict, np.ndarray | None, int]:
+def sample_in_chunks(
+    sampler, units: dict[str, np.ndarray], seed: int, max_units: int, keep: np.ndarray | None = None
+) -> tuple[dict, np.ndarray | None, int]:
     """``sample_keeping`` over chunks of at most ``max_units`` units, halving on an out-of-memory error;
     returns the rows (as one call would), the beats of the units marked in ``keep`` (or None) and the
     chunk size that worked."""
@@ -60,8 +62,9 @@ def sample_in_chunks(sampler, units: dict[str, np.ndarray], seed: int, max_units
     while lo < n:
         hi = min(n, lo + max_units)
         try:
-            rows, beats = sample_keeping(sampler, {k: v[lo:hi] for k, v in units.items()}, seed,
-                                         None if keep is None else keep[lo:hi])
+            rows, beats = sample_keeping(
+                sampler, {k: v[lo:hi] for k, v in units.items()}, seed, None if keep is None else keep[lo:hi]
+            )
         except Exception as exc:  # noqa: BLE001 - only memory errors are retried
             if not _out_of_memory(exc) or max_units == 1:
                 raise
@@ -95,8 +98,9 @@ class SamplerReplica:
         self.sampler = make_sampler(protocol, self.device, Path(base_dir) if base_dir else None)
         # a fractional GPU shares the card's memory; on the host, the node's CPUs share its memory
         share = min(1.0, gpus_per_replica) if self.device == "cuda" else threads / max(1, os.cpu_count() or 1)
-        self.max_units = units_per_call(free_memory_bytes(self.device), share,
-                                        protocol.sampling.samples_per_patient, beat_values(protocol))
+        self.max_units = units_per_call(
+            free_memory_bytes(self.device), share, protocol.sampling.samples_per_patient, beat_values(protocol)
+        )
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def run(self, index: int, units: dict, seed: int, keep: np.ndarray | None = None):
@@ -106,5 +110,11 @@ class SamplerReplica:
         return index, rows, beats, {**self.where(), "compute_s": time.perf_counter() - t0}
 
     def where(self) -> dict:
-        return {"node_id": self.node_id, "gpu_ids": self.gpu_ids, "pid": os.getpid(), "device": self.device,
-                "units_per_call": self.max_units, "fs_hz": float(self.sampler.fs_hz)}
+        return {
+            "node_id": self.node_id,
+            "gpu_ids": self.gpu_ids,
+            "pid": os.getpid(),
+            "device": self.device,
+            "units_per_call": self.max_units,
+            "fs_hz": float(self.sampler.fs_hz),
+        }

@@ -1,4 +1,5 @@
 """VAE-style encoder/decoder between beats (B, 1, T) and latents (B, D), with 1-D convolutions."""
+
 from __future__ import annotations
 
 import torch
@@ -10,9 +11,12 @@ class Encoder(nn.Module):
         super().__init__()
         c = channels
         self.conv = nn.Sequential(
-            nn.Conv1d(1, c, 7, stride=2, padding=3), nn.SiLU(),  # (B, c, T/2)
-            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2), nn.SiLU(),  # (B, 2c, T/4)
-            nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2), nn.SiLU(),  # (B, 2c, T/8)
+            nn.Conv1d(1, c, 7, stride=2, padding=3),
+            nn.SiLU(),  # (B, c, T/2)
+            nn.Conv1d(c, 2 * c, 5, stride=2, padding=2),
+            nn.SiLU(),  # (B, 2c, T/4)
+            nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2),
+            nn.SiLU(),  # (B, 2c, T/8)
         )
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, 1, n_samples)).numel()
@@ -34,9 +38,12 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(latent_dim, self.c * self.length)
         self.deconv = nn.Sequential(
             nn.SiLU(),
-            nn.ConvTranspose1d(2 * c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),  # (B, 2c, 2L)
-            nn.ConvTranspose1d(2 * c, c, 4, stride=2, padding=1), nn.SiLU(),  # (B, c, 4L)
-            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.SiLU(),  # (B, c, 8L)
+            nn.ConvTranspose1d(2 * c, 2 * c, 4, stride=2, padding=1),
+            nn.SiLU(),  # (B, 2c, 2L)
+            nn.ConvTranspose1d(2 * c, c, 4, stride=2, padding=1),
+            nn.SiLU(),  # (B, c, 4L)
+            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1),
+            nn.SiLU(),  # (B, c, 8L)
             nn.Conv1d(c, 1, 7, padding=3),
         )
 

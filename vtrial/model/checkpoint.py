@@ -5,6 +5,7 @@ and read with ``torch.load(weights_only=True)``, which refuses pickled callables
 arguments, so loading needs no outside configuration; ``extra["sampler"]`` holds the sampler settings
 chosen for its weights.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -31,8 +32,16 @@ def save_checkpoint(model: WorldModel, path: str | Path, extra: dict | None = No
     extra = dict(extra or {})
     if model.sampler_settings:
         extra.setdefault("sampler", dict(model.sampler_settings))
-    torch.save({"format": FORMAT, "version": VERSION, "model_args": model.model_args,
-                "state_dict": model.state_dict(), "extra": extra}, path)
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_args": model.model_args,
+            "state_dict": model.state_dict(),
+            "extra": extra,
+        },
+        path,
+    )
     return path
 
 
@@ -44,10 +53,14 @@ def load_checkpoint(path: str | Path, n_leads: int = 1, device: str = "cpu") -> 
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data "
-                              f"(checkpoints are data, not code): {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain data "
+            f"(checkpoints are data, not code): {str(exc).splitlines()[0]}"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {str(exc).splitlines()[0]}"
+        ) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vtrial world-model checkpoint (expected format {FORMAT!r})")
     if blob.get("version") != VERSION:
@@ -59,7 +72,8 @@ def load_checkpoint(path: str | Path, n_leads: int = 1, device: str = "cpu") -> 
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the architecture in its model_args {args}: "
-                              f"{str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the architecture in its model_args {args}: {str(exc).splitlines()[0]}"
+        ) from None
     model.sampler_settings = dict((blob.get("extra") or {}).get("sampler") or {})
     return model.to(device).eval()

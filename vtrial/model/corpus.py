@@ -19,6 +19,7 @@ the effect scaled by the sensitivity. With ``map_spread`` each pair has its own 
 corpus but an input: a model that reads the prior beat learns to follow whatever map it is given. Every
 pair is drawn from a seed, so a corpus is reproducible.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,19 +72,31 @@ class Pairs:
         return self.baseline.shape[0]
 
 
-
 def action_vector(block, conc_free_nM, time_since_dose_h, dose_mg) -> np.ndarray:
     """The action embedding's input: what a drug does (block) and how much of it there is."""
-    return np.concatenate([np.asarray(block, float),
-                           np.log1p(np.asarray(conc_free_nM, float))[:, None],
-                           np.asarray(time_since_dose_h, float)[:, None] / 24.0,
-                           np.log1p(np.asarray(dose_mg, float))[:, None]], axis=1)
+    return np.concatenate(
+        [
+            np.asarray(block, float),
+            np.log1p(np.asarray(conc_free_nM, float))[:, None],
+            np.asarray(time_since_dose_h, float)[:, None] / 24.0,
+            np.log1p(np.asarray(dose_mg, float))[:, None],
+        ],
+        axis=1,
+    )
 
 
 def covariate_vector(female, age_y, weight_kg, rr_s, sensitivity) -> np.ndarray:
     """The covariates the model is conditioned on, (N, COVARIATE_DIM); sensitivity 1 where unknown."""
-    return np.stack([np.asarray(female, float), np.asarray(age_y, float) / 50.0, np.asarray(weight_kg, float) / 70.0,
-                     np.asarray(rr_s, float), np.log(np.asarray(sensitivity, float))], axis=1)
+    return np.stack(
+        [
+            np.asarray(female, float),
+            np.asarray(age_y, float) / 50.0,
+            np.asarray(weight_kg, float) / 70.0,
+            np.asarray(rr_s, float),
+            np.log(np.asarray(sensitivity, float)),
+        ],
+        axis=1,
+    )
 
 
 def recording_jitter(waves: Waves, rng: np.random.Generator) -> Waves:
@@ -101,8 +114,9 @@ def _gauss(t_ms: np.ndarray, center_ms, sigma_ms, height_mv):
     return height_mv[:, None] * np.exp(-0.5 * ((t_ms[None, :] - center_ms[:, None]) / sigma_ms[:, None]) ** 2)
 
 
-def rich_effects(waves: Waves, block: np.ndarray, rng: np.random.Generator | None = None, fs_hz: float = FS_HZ,
-                 window_s=WINDOW_S) -> np.ndarray:
+def rich_effects(
+    waves: Waves, block: np.ndarray, rng: np.random.Generator | None = None, fs_hz: float = FS_HZ, window_s=WINDOW_S
+) -> np.ndarray:
     """Additive morphology the prior cannot express, (N, T) mV, given the post-dose waves and block (a
     deterministic function of both; ``rng`` is not read), on the beat grid of ``fs_hz`` and ``window_s``."""
     t = (beat_times_s(fs_hz, window_s, dtype=torch.float64).numpy()) * 1000.0
@@ -155,15 +169,23 @@ def random_map_shifts(block: np.ndarray, rr_s: np.ndarray, spread: float, rng: n
     rr = np.asarray(rr_s, float)
     return {
         "jtpeak_ms": factor[0] * (w * shipped["jtpeak_ms"] + (1 - w) * g_j * d_apd * rr**0.58),
-        "tpte_ms": factor[1] * (w * shipped["tpte_ms"] + (1 - w) * g_t * np.maximum(d_apd, TPTE_APD_FLOOR_MS) * rr ** (1 / 3)),
+        "tpte_ms": factor[1]
+        * (w * shipped["tpte_ms"] + (1 - w) * g_t * np.maximum(d_apd, TPTE_APD_FLOOR_MS) * rr ** (1 / 3)),
         "qrs_scale": 1.0 + factor[2] * (shipped["qrs_scale"] - 1.0),
         "pr_ms": factor[3] * shipped["pr_ms"],
         "t_height_scale": 1.0 - factor[4] * (1.0 - shipped["t_height_scale"]),
     }
 
 
-def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults", max_multiple: float = 10.0,
-               virtual_fraction: float = 0.0, map_spread: float | None = None) -> Pairs:
+def make_pairs(
+    n: int,
+    seed: int,
+    drugs=None,
+    population: str = "healthy_adults",
+    max_multiple: float = 10.0,
+    virtual_fraction: float = 0.0,
+    map_spread: float | None = None,
+) -> Pairs:
     """Draw n pairs: patients from the population, drugs from ``drugs`` (default: all but the held-out
     ones) at log-uniform multiples of their free Cmax (15% placebo), times since dose in 0.5–24 h; a
     ``virtual_fraction`` of the drug pairs get a virtual compound instead (``virtual_compounds``).
@@ -189,8 +211,11 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     dose = conc / 10.0  # a dose proxy (mg) consistent with exposure; the action mostly reads block and conc
     base = cohort.waves
     rr_s = base.rr_s.numpy()
-    shifts = (interval_shifts(block, default_coefficients(), rr_s) if map_spread is None
-              else random_map_shifts(block, rr_s, map_spread, np.random.default_rng([seed, 0x3A9])))
+    shifts = (
+        interval_shifts(block, default_coefficients(), rr_s)
+        if map_spread is None
+        else random_map_shifts(block, rr_s, map_spread, np.random.default_rng([seed, 0x3A9]))
+    )
     post = apply_shifts(base, shifts, cohort.sensitivity)
 
     def beat(waves):
@@ -211,7 +236,19 @@ def make_pairs(n: int, seed: int, drugs=None, population: str = "healthy_adults"
     def f32(x):
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
-    return Pairs(f32(baseline), f32(target), f32(prior), f32(action_vector(block, conc, tsd, dose)), f32(cov),
-                 f32(base.rr_s.numpy() * 1000.0), ["virtual" if virtual[k] else drugs[i] if multiple[k] > 0 else "placebo" for k, i in enumerate(which)],
-                 base, block, conc, f32(baseline_clean), f32(target_clean), cohort.sensitivity,
-                 f32(target_observed))
+    return Pairs(
+        f32(baseline),
+        f32(target),
+        f32(prior),
+        f32(action_vector(block, conc, tsd, dose)),
+        f32(cov),
+        f32(base.rr_s.numpy() * 1000.0),
+        ["virtual" if virtual[k] else drugs[i] if multiple[k] > 0 else "placebo" for k, i in enumerate(which)],
+        base,
+        block,
+        conc,
+        f32(baseline_clean),
+        f32(target_clean),
+        cohort.sensitivity,
+        f32(target_observed),
+    )

@@ -1,6 +1,7 @@
 """The denoiser ε_θ(z_t, t, c): an MLP with residual blocks, conditioned on the baseline beat's latent,
 an action embedding (block fractions, free concentration, time since dose, dose) and covariates — and,
 when built with ``prior_input``, on the prior beat e_EPK's latent too."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,16 @@ class ResBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    def __init__(self, latent_dim: int, action_dim: int, covariate_dim: int, width: int = 256, depth: int = 4,
-                 time_dim: int = 64, prior_input: bool = False):
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        covariate_dim: int,
+        width: int = 256,
+        depth: int = 4,
+        time_dim: int = 64,
+        prior_input: bool = False,
+    ):
         super().__init__()
         self.time_dim = time_dim
         self.prior_input = prior_input

@@ -17,6 +17,7 @@ at sampling) is the ablation without the prior.
 
 This module never imports the network: the denoiser arrives as a callable ``eps_fn(z_t, t)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,14 @@ def energy(z0_hat: torch.Tensor, prior_latent: torch.Tensor) -> torch.Tensor:
     return ((z0_hat - prior_latent) ** 2).mean(dim=1)
 
 
-def training_loss(eps_fn, z0: torch.Tensor, prior_latent: torch.Tensor, schedule: NoiseSchedule, lambda0: float,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+def training_loss(
+    eps_fn,
+    z0: torch.Tensor,
+    prior_latent: torch.Tensor,
+    schedule: NoiseSchedule,
+    lambda0: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict]:
     """L = E‖ε − ε̂‖²/D + λ(t)·E_ϕ(ẑ_0) with λ(t) = λ_0·ᾱ_t; returns (loss, parts)."""
     b = z0.shape[0]
     ab_all = schedule.alpha_bar(z0.device)
@@ -69,8 +76,16 @@ def ddim_timesteps(schedule: NoiseSchedule, n_sample_steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim_sample(eps_fn, noise: torch.Tensor, schedule: NoiseSchedule, n_sample_steps: int, eta: float = 0.0,
-                prior_latent: torch.Tensor | None = None, gamma: float = 0.0, clip: float = 4.0) -> torch.Tensor:
+def ddim_sample(
+    eps_fn,
+    noise: torch.Tensor,
+    schedule: NoiseSchedule,
+    n_sample_steps: int,
+    eta: float = 0.0,
+    prior_latent: torch.Tensor | None = None,
+    gamma: float = 0.0,
+    clip: float = 4.0,
+) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) with an optional energy-guidance step on ẑ_0.
 
     Parameters

@@ -2,6 +2,7 @@
 
 Saved and loaded by ``vtrial.model.checkpoint``; run as a trial's sampler by ``vtrial.sampling.worldmodel``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,15 +15,31 @@ from vtrial.model.diffusion import NoiseSchedule, ddim_sample
 
 
 class WorldModel(nn.Module):
-    def __init__(self, latent_dim: int = 32, channels: int = 32, width: int = 256, depth: int = 4,
-                 n_samples: int = N_SAMPLES, n_leads: int = 1, diffusion_steps: int = 200, prior_input: bool = False,
-                 residual: bool = False):
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        channels: int = 32,
+        width: int = 256,
+        depth: int = 4,
+        n_samples: int = N_SAMPLES,
+        n_leads: int = 1,
+        diffusion_steps: int = 200,
+        prior_input: bool = False,
+        residual: bool = False,
+    ):
         super().__init__()
         if residual and not prior_input:
             raise ValueError("residual diffusion needs prior_input: the residual is taken from the prior beat's latent")
-        self.model_args = dict(latent_dim=latent_dim, channels=channels, width=width, depth=depth,
-                               n_samples=n_samples, n_leads=n_leads, diffusion_steps=diffusion_steps,
-                               prior_input=prior_input)
+        self.model_args = dict(
+            latent_dim=latent_dim,
+            channels=channels,
+            width=width,
+            depth=depth,
+            n_samples=n_samples,
+            n_leads=n_leads,
+            diffusion_steps=diffusion_steps,
+            prior_input=prior_input,
+        )
         if residual:  # stored only when set, so checkpoints from before keep loading
             self.model_args["residual"] = True
         self.residual = residual
@@ -68,8 +85,19 @@ class WorldModel(nn.Module):
         return lambda z_t, t: self.denoiser(z_t, t, z_base, action, covariates, z_prior)
 
     @torch.no_grad()
-    def sample(self, baseline, prior, action, covariates, noise, n_sample_steps=20, eta=1.0, gamma=0.0,
-               samples_per_unit: int = 1, temperature: float = 1.0):
+    def sample(
+        self,
+        baseline,
+        prior,
+        action,
+        covariates,
+        noise,
+        n_sample_steps=20,
+        eta=1.0,
+        gamma=0.0,
+        samples_per_unit: int = 1,
+        temperature: float = 1.0,
+    ):
         """Sample post-dose beats.
 
         baseline, prior (N, T) and action, covariates (N, ·) describe N units; each gets

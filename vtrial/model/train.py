@@ -5,6 +5,7 @@ then, with the encoder frozen, the denoiser and the prior projection Π_ϕ with 
 diffusion loss (``diffusion.training_loss``). Devices, checkpoints and logging live here; the network
 files hold only modules.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,9 @@ class TrainConfig:
     seed: int = 0
     n_pairs: int = 20000
     virtual_fraction: float = 0.5  # builtin: share of drug pairs given a random in-vitro profile
-    map_spread: float | None = None  # builtin: None, the shipped Δ(block) map; a number, random maps (corpus.random_map_shifts)
+    map_spread: float | None = (
+        None  # builtin: None, the shipped Δ(block) map; a number, random maps (corpus.random_map_shifts)
+    )
     data: str = "builtin"  # builtin | wfdb
     metadata: str | None = None  # wfdb: table in the ECGRDVQ layout (EGREFID names each record)
     records_dir: str | None = None  # wfdb: folder of the records
@@ -102,8 +105,17 @@ def train(cfg: TrainConfig, log=print) -> tuple[WorldModel, dict]:
         raise ValueError(f"data = {cfg.data!r}; use builtin or wfdb")
     history = {"corpus_s": time.perf_counter() - t0, "pairs": float(len(pairs))}
     with torch.random.fork_rng():  # the modules' own default draws are thrown away: the caller's RNG stays put
-        model = WorldModel(cfg.latent_dim, cfg.channels, cfg.width, cfg.depth, pairs.baseline.shape[1], 1,
-                           cfg.diffusion_steps, cfg.prior_input, cfg.residual)
+        model = WorldModel(
+            cfg.latent_dim,
+            cfg.channels,
+            cfg.width,
+            cfg.depth,
+            pairs.baseline.shape[1],
+            1,
+            cfg.diffusion_steps,
+            cfg.prior_input,
+            cfg.residual,
+        )
     seeded_init(model, gen)  # the one generator behind every torch draw of training
 
     # stage 1: autoencoder on all beats

@@ -8,6 +8,7 @@ drug library (block at the measured free concentration); the prior beat is ECGSY
 baseline beat (``fit_waves``) under Δ(block). A record that cannot be read or has too few beats is
 skipped and listed, never silently dropped.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,8 +59,12 @@ def pairs_from_wfdb(metadata: str | Path, records_dir: str | Path, lead: str = "
         except Exception as exc:  # any unreadable record is reported, the others still load
             skipped.append(f"{rec}: {type(exc).__name__}: {exc}")
     rows = table.filter(pl.col("record").is_in(list(beats)))
-    base = (rows.filter(pl.col("baseline")).sort("time_h").group_by("subject", "treatment", maintain_order=True)
-            .agg(pl.col("record").first().alias("base_record")))
+    base = (
+        rows.filter(pl.col("baseline"))
+        .sort("time_h")
+        .group_by("subject", "treatment", maintain_order=True)
+        .agg(pl.col("record").first().alias("base_record"))
+    )
     post = rows.filter(~pl.col("baseline")).join(base, on=["subject", "treatment"])
     if post.height == 0:
         raise ValueError(f"{metadata}: no post-dose ECG with a readable pre-dose ECG of the same subject and period")
@@ -77,13 +82,28 @@ def pairs_from_wfdb(metadata: str | Path, records_dir: str | Path, lead: str = "
         block[i] = drug.block(conc[i])
     prior = ecgsyn_beat(apply_block(waves, block, default_coefficients()).to_ecgsyn(), FS_HZ, WINDOW_S).numpy()
     # a real subject's drug sensitivity is unknown: its median, 1 (the model then carries the spread)
-    cov = covariate_vector((post["sex"] == "F").cast(pl.Float64).to_numpy(), post["age_y"].to_numpy(),
-                           post["weight_kg"].to_numpy(), rr_ms / 1000.0, np.ones(post.height))
+    cov = covariate_vector(
+        (post["sex"] == "F").cast(pl.Float64).to_numpy(),
+        post["age_y"].to_numpy(),
+        post["weight_kg"].to_numpy(),
+        rr_ms / 1000.0,
+        np.ones(post.height),
+    )
     action = action_vector(block, conc, post["time_h"].to_numpy(), post["dose_mg"].fill_null(0.0).to_numpy())
 
     def f32(x):
         return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=torch.float32)
 
-    pairs = Pairs(f32(base_beats), f32(target), f32(prior), f32(action), f32(cov), f32(rr_ms),
-                  post["treatment"].to_list(), waves, block, conc)
+    pairs = Pairs(
+        f32(base_beats),
+        f32(target),
+        f32(prior),
+        f32(action),
+        f32(cov),
+        f32(rr_ms),
+        post["treatment"].to_list(),
+        waves,
+        block,
+        conc,
+    )
     return pairs, skipped

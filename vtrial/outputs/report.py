@@ -5,6 +5,7 @@ C-QTc fit; per-patient risk distributions per arm; baseline vs sampled post-dose
 the TdP map (ΔΔQTcF vs ΔΔJ-Tpeak_c with the category regions). Tables: the arm summary (ICH E14 verdict,
 μ_R, σ_R, S(a), rank), comparisons, C-QTc and TdP categories; warnings are shown first.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,12 @@ def time_course_figure(arms: pl.DataFrame):
             continue
         t = a["time_h"].to_numpy()
         ax.plot(t, a[col].fill_null(np.nan).to_numpy(), marker="o", ms=3, label=name)
-        ax.fill_between(t, a[f"{col}_ci90_lo"].fill_null(np.nan).to_numpy(),
-                        a[f"{col}_ci90_hi"].fill_null(np.nan).to_numpy(), alpha=0.2)
+        ax.fill_between(
+            t,
+            a[f"{col}_ci90_lo"].fill_null(np.nan).to_numpy(),
+            a[f"{col}_ci90_hi"].fill_null(np.nan).to_numpy(),
+            alpha=0.2,
+        )
     ax.axhline(risk.E14_THRESHOLD_MS, color="crimson", ls="--", lw=1, label="10 ms")
     ax.set_xlabel("time after dose (h)")
     ax.set_ylabel(("ΔΔQTcF" if has_plc else "ΔQTcF") + " (ms), mean with 90% CI")
@@ -82,10 +87,18 @@ def cqtc_figure(patients: pl.DataFrame, cqtc: pl.DataFrame, arm_drugs: dict[int,
             c = np.linspace(0, max(float(x["conc_free_nM"].max()), 1e-9), 50)
             ax.plot(c, (row["trt_effect_ms"] or 0.0) + row["slope_ms_per_nM"] * c, color="crimson", lw=1.5)
             g = row["gm_cmax_free_nM"]
-            ax.errorbar([g], [row["ddqtcf_at_gm_cmax_ms"]],
-                        yerr=[[row["ddqtcf_at_gm_cmax_ms"] - row["ddqtcf_at_gm_cmax_ci90_lo"]],
-                              [row["ddqtcf_at_gm_cmax_ci90_hi"] - row["ddqtcf_at_gm_cmax_ms"]]],
-                        fmt="D", color="black", ms=4, capsize=3)
+            ax.errorbar(
+                [g],
+                [row["ddqtcf_at_gm_cmax_ms"]],
+                yerr=[
+                    [row["ddqtcf_at_gm_cmax_ms"] - row["ddqtcf_at_gm_cmax_ci90_lo"]],
+                    [row["ddqtcf_at_gm_cmax_ci90_hi"] - row["ddqtcf_at_gm_cmax_ms"]],
+                ],
+                fmt="D",
+                color="black",
+                ms=4,
+                capsize=3,
+            )
             ax.set_title(f"{row['drug']}: {row['slope_ms_per_nM']:.3g} ms/nM", fontsize=9)
         else:
             ax.set_title(f"{row['drug']}: {row['status'][:40]}", fontsize=8)
@@ -93,7 +106,7 @@ def cqtc_figure(patients: pl.DataFrame, cqtc: pl.DataFrame, arm_drugs: dict[int,
         ax.set_xlabel("free concentration (nM)", fontsize=8)
         ax.set_ylabel(("ΔΔQTcF" if placebo_idx is not None else "ΔQTcF") + " (ms)", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes.ravel()[len(drugs):]:
+    for ax in axes.ravel()[len(drugs) :]:
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -123,8 +136,7 @@ def patient_risk_figure(patients: pl.DataFrame, summary: pl.DataFrame, placebo_i
     ax.set_xticks(pos, [r["arm"] for r in arms], rotation=30, ha="right", fontsize=7)
     ax.axhline(risk.E14_THRESHOLD_MS, color="crimson", ls="--", lw=0.8)
     ax.set_ylabel(f"per-patient risk R = {arms[0]['endpoint'].replace('_ms', '')} at peak (ms)")
-    ax.set_title("violin: patients' expected risk; grey: ±1.645 within-patient SD; red bar: S = μ_R + λσ_R",
-                 fontsize=8)
+    ax.set_title("violin: patients' expected risk; grey: ±1.645 within-patient SD; red bar: S = μ_R + λσ_R", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -151,8 +163,10 @@ def example_beats(beats: pl.DataFrame | None, summary: pl.DataFrame) -> pl.DataF
     fallback = worst["peak_time_h"][0] if worst.height else float(beats["time_h"].max())
     patient = beats["patient"].min()
     t_peak = pl.col("arm_idx").replace_strict(peaks, default=fallback, return_dtype=pl.Float64)
-    return beats.filter((pl.col("patient") == patient)
-                        & ((pl.col("time_idx") == 0) | ((pl.col("time_h") - t_peak).abs() <= 1e-8 + 1e-5 * t_peak.abs())))
+    return beats.filter(
+        (pl.col("patient") == patient)
+        & ((pl.col("time_idx") == 0) | ((pl.col("time_h") - t_peak).abs() <= 1e-8 + 1e-5 * t_peak.abs()))
+    )
 
 
 def beats_figure(beats: pl.DataFrame, summary: pl.DataFrame, max_arms: int = 6):
@@ -160,7 +174,9 @@ def beats_figure(beats: pl.DataFrame, summary: pl.DataFrame, max_arms: int = 6):
     patient; the placebo arm and the arms with the highest S(a), at most ``max_arms``."""
     plt = _plt()
     ranked = summary.sort("score_ms", descending=True, nulls_last=True)
-    plc = summary.filter(pl.col("mu_r_ms").is_null() & (pl.col("invalid_samples") < pl.col("n_samples")))["arm"].to_list()
+    plc = summary.filter(pl.col("mu_r_ms").is_null() & (pl.col("invalid_samples") < pl.col("n_samples")))[
+        "arm"
+    ].to_list()
     arms = [a for a in dict.fromkeys(plc[:1] + ranked["arm"].to_list()) if a in set(beats["arm"])][:max_arms]
     if not arms:
         return None
@@ -172,7 +188,7 @@ def beats_figure(beats: pl.DataFrame, summary: pl.DataFrame, max_arms: int = 6):
     ncol = 1 if len(arms) == 1 else 2
     nrow = math.ceil(len(arms) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 3.6 * nrow), squeeze=False)
-    for ax in axes.ravel()[len(arms):]:
+    for ax in axes.ravel()[len(arms) :]:
         ax.axis("off")
     for ax, arm in zip(axes.ravel(), arms):
         b = beats.filter(pl.col("arm") == arm)
@@ -180,10 +196,18 @@ def beats_figure(beats: pl.DataFrame, summary: pl.DataFrame, max_arms: int = 6):
         for kind, color, alpha in (("baseline", "black", 0.35), ("post", "#1565c0", 0.45)):
             x = b.filter((pl.col("time_idx") == 0) if kind == "baseline" else (pl.col("time_idx") > 0))
             for i, v in enumerate(x["beat_mv"].to_list()):
-                ax.plot(t_ms, v, color=color, lw=0.7, alpha=alpha, label=None if i else
-                        (f"{kind} (t = {x['time_h'][0]:g} h)" if kind == "post" else "pre-dose"))
-        ax.set_title(f"{arm}: patient {int(b['patient'][0])}, {b.filter(pl.col('time_idx') == 0).height} samples each",
-                     fontsize=9)
+                ax.plot(
+                    t_ms,
+                    v,
+                    color=color,
+                    lw=0.7,
+                    alpha=alpha,
+                    label=None if i else (f"{kind} (t = {x['time_h'][0]:g} h)" if kind == "post" else "pre-dose"),
+                )
+        ax.set_title(
+            f"{arm}: patient {int(b['patient'][0])}, {b.filter(pl.col('time_idx') == 0).height} samples each",
+            fontsize=9,
+        )
         ax.set_ylabel("mV", fontsize=8)
         ax.legend(fontsize=7, loc="upper right")
         ax.tick_params(labelsize=7)
@@ -216,15 +240,25 @@ def tdp_map_figure(tdp: pl.DataFrame, clf):
             ax.axhspan(max(lo, yr[0]), min(hi, yr[1]), color=TDP_COLORS[cat], alpha=0.12, lw=0)
     for r, xi, yi in zip(tdp.iter_rows(named=True), x, y):
         known = r["known"]
-        ax.scatter([xi], [yi], s=60, color=TDP_COLORS.get(known, "grey"), edgecolor="black",
-                   marker="o" if r["predicted"] == known else "X", zorder=3)
+        ax.scatter(
+            [xi],
+            [yi],
+            s=60,
+            color=TDP_COLORS.get(known, "grey"),
+            edgecolor="black",
+            marker="o" if r["predicted"] == known else "X",
+            zorder=3,
+        )
         ax.annotate(r["drug"], (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xlim(*xr)
     ax.set_ylim(*yr)
     ax.set_xlabel(f"ΔΔQTcF at {m} free Cmax (ms)")
     ax.set_ylabel(f"ΔΔJ-Tpeak_c at {m} free Cmax (ms)")
-    ax.set_title("TdP map: shading = predicted region (green low, amber intermediate, red high);\n"
-                 "colour = known category; X = misclassified", fontsize=8)
+    ax.set_title(
+        "TdP map: shading = predicted region (green low, amber intermediate, red high);\n"
+        "colour = known category; X = misclassified",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 
@@ -254,9 +288,13 @@ def write_report(out: Path, protocol, an) -> list[Path]:
         "beats": beats_figure(beats, an.summary) if beats is not None else None,
         "tdp_map": tdp_map_figure(an.tdp, an.tdp_classifier),
     }
-    titles = {"ddqtcf_time_course": "Time course", "cqtc": "Concentration–QTc",
-              "patient_risk": "Per-patient risk", "beats": "Baseline vs sampled post-dose beats",
-              "tdp_map": "TdP map"}
+    titles = {
+        "ddqtcf_time_course": "Time course",
+        "cqtc": "Concentration–QTc",
+        "patient_risk": "Per-patient risk",
+        "beats": "Baseline vs sampled post-dose beats",
+        "tdp_map": "TdP map",
+    }
     paths, sections = [], []
     plt = _plt()
     for name in FIGURES:
@@ -270,19 +308,42 @@ def write_report(out: Path, protocol, an) -> list[Path]:
         plt.close(fig)
     warn = "".join(f"<li>{html.escape(w)}</li>" for w in an.warnings)
     warn_html = f'<div class="warn"><b>Warnings</b><ul>{warn}</ul></div>' if warn else ""
-    summary_cols = ["arm", "endpoint", "peak_time_h", "peak_ms", "ci90_lo_ms", "ci90_hi_ms", "max_ci90_hi_ms",
-                    "e14_negative", "mu_r_ms", "mu_r_boot90_lo_ms", "mu_r_boot90_hi_ms", "sigma_r_between_ms",
-                    "sigma_r_within_ms", "score_ms", "rank", "invalid_samples"]
-    tables = [("Arms: ICH E14 and risk", html_table(an.summary.select(summary_cols))),
-              ("Arm comparisons", html_table(an.comparisons, 3)),
-              ("Concentration–QTc (linear mixed-effects model)", html_table(an.cqtc.drop("arms"), 4))]
+    summary_cols = [
+        "arm",
+        "endpoint",
+        "peak_time_h",
+        "peak_ms",
+        "ci90_lo_ms",
+        "ci90_hi_ms",
+        "max_ci90_hi_ms",
+        "e14_negative",
+        "mu_r_ms",
+        "mu_r_boot90_lo_ms",
+        "mu_r_boot90_hi_ms",
+        "sigma_r_between_ms",
+        "sigma_r_within_ms",
+        "score_ms",
+        "rank",
+        "invalid_samples",
+    ]
+    tables = [
+        ("Arms: ICH E14 and risk", html_table(an.summary.select(summary_cols))),
+        ("Arm comparisons", html_table(an.comparisons, 3)),
+        ("Concentration–QTc (linear mixed-effects model)", html_table(an.cqtc.drop("arms"), 4)),
+    ]
     if an.tdp is not None:
-        t = an.tdp.with_columns(*[pl.col(c).cast(pl.Int64).replace_strict({0: "low", 1: "intermediate", 2: "high"}, default=None,
-                                                           return_dtype=pl.Utf8)
-                                  for c in ("known", "predicted", "lodo_predicted")])
+        t = an.tdp.with_columns(
+            *[
+                pl.col(c)
+                .cast(pl.Int64)
+                .replace_strict({0: "low", 1: "intermediate", 2: "high"}, default=None, return_dtype=pl.Utf8)
+                for c in ("known", "predicted", "lodo_predicted")
+            ]
+        )
         tables.append(("TdP risk category", html_table(t)))
-    metric_rows = "".join(f"<li>{html.escape(k)} = {v:.3g}</li>" for k, v in sorted(an.metrics.items())
-                          if k.startswith("tdp_"))
+    metric_rows = "".join(
+        f"<li>{html.escape(k)} = {v:.3g}</li>" for k, v in sorted(an.metrics.items()) if k.startswith("tdp_")
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vtrial: {html.escape(protocol.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} td,th{{padding:2px 6px;font-size:12px}}
 table{{border-collapse:collapse}} tr:nth-child(even){{background:#f5f5f5}} img{{max-width:100%}}
@@ -293,9 +354,9 @@ table{{border-collapse:collapse}} tr:nth-child(even){{background:#f5f5f5}} img{{
 sampler <code>{html.escape(protocol.sampling.sampler)}</code>; risk R = ΔΔQTcF at each arm's peak,
 S = μ_R + {protocol.risk.aversion_lambda:g}·σ_R; ICH E14 negative when the 90% CI's upper bound stays below 10 ms.</p>
 {warn_html}
-{''.join(f'<h2>{t}</h2>{h}' for t, h in tables)}
-{f'<ul>{metric_rows}</ul>' if metric_rows else ''}
-{''.join(sections)}
+{"".join(f"<h2>{t}</h2>{h}" for t, h in tables)}
+{f"<ul>{metric_rows}</ul>" if metric_rows else ""}
+{"".join(sections)}
 </body></html>"""
     path = out / "report.html"
     path.write_text(page)

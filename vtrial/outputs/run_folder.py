@@ -1,6 +1,7 @@
 """A run folder's own records: the resolved protocol (what ``--resume`` and refusals compare against),
 the cohort report and the run record (``run_info.json``, one entry per invocation), and the rules that
 keep one folder to one trial."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,20 @@ def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None 
     if (out / RESOLVED).exists():
         held = read_resolved(out)
         if held.content_hash != protocol.content_hash:
-            raise RunFolderError(f"{shown} already holds a different trial (protocol hash {held.content_hash}, "
-                                 f"this one {protocol.content_hash}); choose another --out. Nothing was overwritten.")
+            raise RunFolderError(
+                f"{shown} already holds a different trial (protocol hash {held.content_hash}, "
+                f"this one {protocol.content_hash}); choose another --out. Nothing was overwritten."
+            )
         if not resume:
-            raise RunFolderError(f"{shown} already holds this trial (hash {protocol.content_hash}); use --resume "
-                                 f"to finish it, or choose another --out. Nothing was overwritten.")
+            raise RunFolderError(
+                f"{shown} already holds this trial (hash {protocol.content_hash}); use --resume "
+                f"to finish it, or choose another --out. Nothing was overwritten."
+            )
     elif out.exists() and any(out.iterdir()):
-        raise RunFolderError(f"{shown} is not empty and holds no vtrial run ({RESOLVED} missing); choose another "
-                             f"--out. Nothing was overwritten.")
+        raise RunFolderError(
+            f"{shown} is not empty and holds no vtrial run ({RESOLVED} missing); choose another "
+            f"--out. Nothing was overwritten."
+        )
 
 
 def stage(loc: RunLocation, resume: bool) -> None:
@@ -56,8 +63,10 @@ def stage(loc: RunLocation, resume: bool) -> None:
         else:
             loc.pull(only=(RESOLVED,))
             if not (loc.local / RESOLVED).exists() and loc.holds_files():
-                raise RunFolderError(f"{loc} is not empty and holds no vtrial run ({RESOLVED} missing); choose "
-                                     f"another --out. Nothing was overwritten.")
+                raise RunFolderError(
+                    f"{loc} is not empty and holds no vtrial run ({RESOLVED} missing); choose "
+                    f"another --out. Nothing was overwritten."
+                )
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"output folder {loc}: {exc}") from None
     if not any(loc.local.iterdir()):
@@ -76,9 +85,18 @@ def record_output(out: Path, protocol: Protocol, cohort_report: dict) -> list[Pa
 def write_run_info(out: Path, info: dict, timings: dict) -> Path:
     """The run record, keeping the earlier invocations of a resumed run and adding this one."""
     path = Path(out) / RUN_INFO
-    info = {**info, "invocations": _invocations(path) + [
-        {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batches_run": info.get("batches_run"),
-         "events": info.get("events", []), "timings_s": timings}]}
+    info = {
+        **info,
+        "invocations": _invocations(path)
+        + [
+            {
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "batches_run": info.get("batches_run"),
+                "events": info.get("events", []),
+                "timings_s": timings,
+            }
+        ],
+    }
     path.write_text(json.dumps(info, indent=1))
     return path
 

@@ -7,6 +7,7 @@ mirrors it: each samples part is uploaded as soon as it is written, several at o
 report and run record when the run finishes; ``--resume`` first fetches
 what the URI already holds. A local path is used in place, with nothing copied.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,9 @@ class RunLocation:
         if info.type != pafs.FileType.Directory:
             raise ValueError(f"output folder {self.uri!r} is a file, not a folder")
         sel = pafs.FileSelector(self.root, recursive=True)
-        return [i.path[len(self.root):].lstrip("/") for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+        return [
+            i.path[len(self.root) :].lstrip("/") for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File
+        ]
 
     def holds_files(self) -> bool:
         return self.remote and bool(self._remote_files())

@@ -8,6 +8,7 @@ here with the protocol hash and seed. ``beats.parquet`` is a folder of parts too
 replicas kept (every unit of the first patient), written with the batch's samples part, from which the
 report draws its example beats.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,16 +62,19 @@ def drop_bad_parts(out: Path, expected_rows: dict[int, int]) -> list[int]:
     return dropped
 
 
-def write_part(out: Path, index: int, rows: dict[str, np.ndarray], arm_names: list[str],
-               protocol_hash: str, seed: int) -> int:
+def write_part(
+    out: Path, index: int, rows: dict[str, np.ndarray], arm_names: list[str], protocol_hash: str, seed: int
+) -> int:
     """Write one batch of sample rows; returns the row count."""
     n = len(rows["patient"])
-    table = pa.table({
-        "arm": pa.array(np.asarray(arm_names, dtype=object)[rows["arm_idx"]].astype(str)),
-        **{k: pa.array(v) for k, v in rows.items()},
-        "protocol_hash": pa.array([protocol_hash] * n),
-        "seed": pa.array(np.full(n, seed, dtype=np.int64)),
-    })
+    table = pa.table(
+        {
+            "arm": pa.array(np.asarray(arm_names, dtype=object)[rows["arm_idx"]].astype(str)),
+            **{k: pa.array(v) for k, v in rows.items()},
+            "protocol_hash": pa.array([protocol_hash] * n),
+            "seed": pa.array(np.full(n, seed, dtype=np.int64)),
+        }
+    )
     _write_atomic(table, part_path(out, index))
     return n
 
@@ -96,15 +100,20 @@ def beats_part_path(out: Path, index: int) -> Path:
     return Path(out) / BEATS / f"part-{index:06d}.parquet"
 
 
-def write_beats_part(out: Path, index: int, rows: dict[str, np.ndarray], beats: np.ndarray, fs_hz: float,
-                     arm_names: list[str]) -> Path:
+def write_beats_part(
+    out: Path, index: int, rows: dict[str, np.ndarray], beats: np.ndarray, fs_hz: float, arm_names: list[str]
+) -> Path:
     """The kept beats of one batch (one row per beat, the signal as a list) beside its samples part;
     ``rows``: the batch's unit ids per beat (arm_idx, patient, time_idx, time_h, sample). Written before
     the samples part, so a finished batch always has its beats."""
-    table = pa.table({"arm": pa.array(np.asarray(arm_names, dtype=object)[rows["arm_idx"]].astype(str)),
-                      **{k: pa.array(v) for k, v in rows.items()},
-                      "fs_hz": pa.array(np.full(len(beats), fs_hz)),
-                      "beat_mv": pa.array(list(np.asarray(beats, np.float32)), type=pa.list_(pa.float32()))})
+    table = pa.table(
+        {
+            "arm": pa.array(np.asarray(arm_names, dtype=object)[rows["arm_idx"]].astype(str)),
+            **{k: pa.array(v) for k, v in rows.items()},
+            "fs_hz": pa.array(np.full(len(beats), fs_hz)),
+            "beat_mv": pa.array(list(np.asarray(beats, np.float32)), type=pa.list_(pa.float32())),
+        }
+    )
     path = beats_part_path(out, index)
     _write_atomic(table, path)
     return path
@@ -120,5 +129,7 @@ def read_beats(out: Path) -> pl.DataFrame | None:
 
 def write_table(df: pl.DataFrame, out: Path, name: str, protocol_hash: str, seed: int) -> Path:
     path = Path(out) / name
-    df.with_columns(pl.lit(protocol_hash).alias("protocol_hash"), pl.lit(seed, dtype=pl.Int64).alias("seed")).write_parquet(path)
+    df.with_columns(
+        pl.lit(protocol_hash).alias("protocol_hash"), pl.lit(seed, dtype=pl.Int64).alias("seed")
+    ).write_parquet(path)
     return path

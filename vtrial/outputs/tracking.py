@@ -3,6 +3,7 @@ tables as artifacts. Default store: a SQLite file under the output folder (``sql
 artifacts under ``OUT/mlartifacts``; a tracking URI is an option (the protocol's ``tracking.uri``, or
 ``vtrial run --tracking-uri`` / ``MLFLOW_TRACKING_URI`` when the protocol names none).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,15 +46,22 @@ def _own_tracking_uri():
             os.environ[ENV] = saved
 
 
-def log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None = None,
-            experiment: str = "vtrial") -> str:
+def log_run(
+    out: Path,
+    protocol,
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    uri: str | None = None,
+    experiment: str = "vtrial",
+) -> str:
     """Log one MLflow run of a trial; returns its run id."""
     with _own_tracking_uri():
         return _log_run(out, protocol, metrics, artifacts, uri, experiment)
 
 
-def _log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None,
-             experiment: str) -> str:
+def _log_run(
+    out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None, experiment: str
+) -> str:
     import mlflow  # takes seconds to import: only when logging
 
     out = Path(out).resolve()
@@ -67,12 +75,14 @@ def _log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Pat
     else:
         exp_id = exp.experiment_id
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{protocol.name}-{protocol.content_hash}") as run:
-        mlflow.set_tags({"protocol_hash": protocol.content_hash, "seed": str(protocol.seed), "vtrial.protocol": protocol.name})
+        mlflow.set_tags(
+            {"protocol_hash": protocol.content_hash, "seed": str(protocol.seed), "vtrial.protocol": protocol.name}
+        )
         params = {_safe_key(k): v for k, v in flatten(protocol.to_dict()).items()}
         params["protocol_hash"] = protocol.content_hash
         items = list(params.items())
         for i in range(0, len(items), 90):  # MLflow caps a batch at 100 params
-            mlflow.log_params(dict(items[i:i + 90]))
+            mlflow.log_params(dict(items[i : i + 90]))
         finite = {_safe_key(k): float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
         if finite:
             mlflow.log_metrics(finite)
@@ -84,8 +94,14 @@ def _log_run(out: Path, protocol, metrics: dict[str, float], artifacts: list[Pat
         return run.info.run_id
 
 
-def log_training(checkpoint: Path, config: dict, history: dict[str, float], tracking_dir: Path,
-                 uri: str | None = None, experiment: str = "vtrial-train") -> str:
+def log_training(
+    checkpoint: Path,
+    config: dict,
+    history: dict[str, float],
+    tracking_dir: Path,
+    uri: str | None = None,
+    experiment: str = "vtrial-train",
+) -> str:
     """Log a world-model training as one MLflow run (its config, history and checkpoint); default store
     a SQLite file in ``tracking_dir``. Returns the run id."""
     with _own_tracking_uri():
@@ -96,8 +112,13 @@ def log_training(checkpoint: Path, config: dict, history: dict[str, float], trac
         mlflow.set_tracking_uri(uri or f"sqlite:///{out_dir / 'mlflow.db'}")
         client = mlflow.MlflowClient()
         exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(
-            experiment, artifact_location=None if uri else (out_dir / "mlartifacts").as_uri())
+        exp_id = (
+            exp.experiment_id
+            if exp
+            else client.create_experiment(
+                experiment, artifact_location=None if uri else (out_dir / "mlartifacts").as_uri()
+            )
+        )
         with mlflow.start_run(experiment_id=exp_id, run_name=Path(checkpoint).stem) as run:
             mlflow.log_params({k: str(v) for k, v in config.items()})
             mlflow.log_metrics({k: float(v) for k, v in history.items() if math.isfinite(v)})

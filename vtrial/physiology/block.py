@@ -5,6 +5,7 @@ concentration C_free in nM. A channel whose IC50 is missing (NaN), zero or infin
 Several drugs bind independently, so a channel's unblocked fraction is the product of each drug's:
 1 − block_k = Π_d (1 − block_{d,k}).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def hill_block(conc_free_nM, ic50_nM, hill) -> np.ndarray:
     ic50 = np.asarray(ic50_nM, dtype=float)
     h = np.asarray(hill, dtype=float)
     if ic50.shape != (len(CHANNELS),) or h.shape != (len(CHANNELS),):
-        raise ValueError(f"ic50_nM and hill must have shape ({len(CHANNELS)},) in order {CHANNELS}; "
-                         f"got {ic50.shape} and {h.shape}")
+        raise ValueError(
+            f"ic50_nM and hill must have shape ({len(CHANNELS)},) in order {CHANNELS}; got {ic50.shape} and {h.shape}"
+        )
     none = _no_block(ic50)
     h = np.where(np.isnan(h), 1.0, h)
     bad = ~none & ~(h > 0)

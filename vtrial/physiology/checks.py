@@ -3,6 +3,7 @@
 Every check raises ``ValueError`` naming the parameter, the offending index and its value, so a
 caller can find the bad entry in a batch of thousands.
 """
+
 from __future__ import annotations
 
 import numpy as np

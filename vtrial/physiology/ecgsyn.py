@@ -23,6 +23,7 @@ thousands of beats.
 Units: phases θ_i and widths b_i in radians, RR in seconds, time in seconds relative to cardiac
 phase 0 (the nominal R-wave phase), output in mV (z times ``MV_PER_Z``).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,6 +47,7 @@ MV_PER_Z = 27.4463
 
 # ECGSYN's baseline relaxation time constant (the "−(z − z0)" term), seconds.
 RELAXATION_TIME_S = 1.0
+
 
 @dataclass(frozen=True)
 class EcgsynParams:
@@ -84,6 +86,7 @@ class EcgsynParams:
     @staticmethod
     def default(batch: int = 1, rr_s: float = 1.0, dtype=torch.float64) -> EcgsynParams:
         """McSharry's default parameters (no rate adjustment) for ``batch`` identical beats."""
+
         def rep(values):
             return torch.tensor(values, dtype=dtype).expand(batch, -1).clone()
 

@@ -36,6 +36,7 @@ Tpeak-Tend of a Gaussian T is ≈ 2σ), and the P wave moves earlier by ΔPR plu
 The coefficients live in ``vtrial/data/epk_coefficients.json``, fitted by ``scripts/calibrate_epk.py``
 on the FDA study ECGRDVQ (see that file's ``fitted`` block for data, method and residuals).
 """
+
 from __future__ import annotations
 
 import json
@@ -97,10 +98,19 @@ class EpkCoefficients:
         return np.array([float(d.get(ch, 0.0)) for ch in CHANNELS])
 
     def to_dict(self) -> dict:
-        return {"jtpeak_ms": self.jtpeak_ms, "tpte_ms": self.tpte_ms, "qrs_fraction": self.qrs_fraction,
-                "pr_ms": self.pr_ms, "attenuation": self.attenuation, "herg_saturation": self.herg_saturation,
-                "t_flattening": self.t_flattening, "relative_attenuation": self.relative_attenuation,
-                "ord_jtpeak_gain": self.ord_jtpeak_gain, "ord_tpte_gain": self.ord_tpte_gain, "fitted": self.fitted}
+        return {
+            "jtpeak_ms": self.jtpeak_ms,
+            "tpte_ms": self.tpte_ms,
+            "qrs_fraction": self.qrs_fraction,
+            "pr_ms": self.pr_ms,
+            "attenuation": self.attenuation,
+            "herg_saturation": self.herg_saturation,
+            "t_flattening": self.t_flattening,
+            "relative_attenuation": self.relative_attenuation,
+            "ord_jtpeak_gain": self.ord_jtpeak_gain,
+            "ord_tpte_gain": self.ord_tpte_gain,
+            "fitted": self.fitted,
+        }
 
     @staticmethod
     def from_dict(d: dict) -> EpkCoefficients:
@@ -164,8 +174,10 @@ def apply_block(waves: Waves, block, coef: EpkCoefficients | None = None, sensit
 def apply_shifts(waves: Waves, shifts: dict[str, np.ndarray], sensitivity=None) -> Waves:
     """The waves of B patients moved by interval changes in the layout of ``interval_shifts`` (each (B,)),
     scaled per patient by ``sensitivity`` (B,) when given."""
-    d = {k: torch.as_tensor(np.asarray(shifts[k], float), dtype=waves.t_ms.dtype)
-         for k in ("jtpeak_ms", "tpte_ms", "qrs_scale", "pr_ms", "t_height_scale")}
+    d = {
+        k: torch.as_tensor(np.asarray(shifts[k], float), dtype=waves.t_ms.dtype)
+        for k in ("jtpeak_ms", "tpte_ms", "qrs_scale", "pr_ms", "t_height_scale")
+    }
     t, s, h = waves.t_ms.clone(), waves.sigma_ms.clone(), waves.height_mv.clone()
     scale = d["qrs_scale"]
     # J point (≈ S peak + 2σ_S) and QRS onset (≈ Q peak − 2σ_Q) move with the QRS scale
@@ -185,7 +197,8 @@ def apply_shifts(waves: Waves, shifts: dict[str, np.ndarray], sensitivity=None) 
     return Waves(t, s, h, waves.rr_s)
 
 
-def prior_beat(waves: Waves, block, coef: EpkCoefficients | None = None, fs_hz: float = 500.0,
-               window_s=(-0.4, 0.8)) -> torch.Tensor:
+def prior_beat(
+    waves: Waves, block, coef: EpkCoefficients | None = None, fs_hz: float = 500.0, window_s=(-0.4, 0.8)
+) -> torch.Tensor:
     """e_EPK = ECGSYN(ψ ⊕ Δ(block)) for B patients, (B, T) mV."""
     return ecgsyn_beat(apply_block(waves, block, coef).to_ecgsyn(), fs_hz, window_s)

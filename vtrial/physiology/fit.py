@@ -8,6 +8,7 @@
   Tpeak-Tend), by a few batched fixed-point corrections of the typical beat, measured with the same
   ``measure`` used everywhere else.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def _model(x, rr_s, fs_hz, window_s):
     return ecgsyn_beat(w.to_ecgsyn(), fs_hz, window_s, validate=False) + offset[:, None]
 
 
-def fit_waves(beats, fs_hz: float, rr_s, window_s=(-0.4, 0.8), init: Waves | None = None,
-              iterations: int = 40) -> tuple[Waves, np.ndarray]:
+def fit_waves(
+    beats, fs_hz: float, rr_s, window_s=(-0.4, 0.8), init: Waves | None = None, iterations: int = 40
+) -> tuple[Waves, np.ndarray]:
     """Least-squares fit of ECGSYN waves to B beats at once.
 
     Parameters
@@ -89,8 +91,9 @@ def fit_waves(beats, fs_hz: float, rr_s, window_s=(-0.4, 0.8), init: Waves | Non
     return waves, (cost / y.shape[1]).sqrt().numpy()
 
 
-def waves_for_intervals(rr_ms, pr_ms, qrs_ms, jtpeak_ms, tpte_ms, fs_hz: float = 1000.0,
-                        iterations: int = 8, base: Waves | None = None) -> tuple[Waves, dict]:
+def waves_for_intervals(
+    rr_ms, pr_ms, qrs_ms, jtpeak_ms, tpte_ms, fs_hz: float = 1000.0, iterations: int = 8, base: Waves | None = None
+) -> tuple[Waves, dict]:
     """Waves whose measured PR, QRS, J-Tpeak and Tpeak-Tend equal the given ones (all (B,) ms).
 
     Starting from the typical beat (or ``base``), each iteration measures the beats and corrects: PR by
@@ -99,8 +102,10 @@ def waves_for_intervals(rr_ms, pr_ms, qrs_ms, jtpeak_ms, tpte_ms, fs_hz: float =
     """
     rr = torch.as_tensor(np.atleast_1d(np.asarray(rr_ms, float)))
     b = rr.shape[0]
-    targets = {k: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (b,)).copy())
-               for k, v in dict(pr_ms=pr_ms, qrs_ms=qrs_ms, jtpeak_ms=jtpeak_ms, tpte_ms=tpte_ms).items()}
+    targets = {
+        k: torch.as_tensor(np.broadcast_to(np.asarray(v, float), (b,)).copy())
+        for k, v in dict(pr_ms=pr_ms, qrs_ms=qrs_ms, jtpeak_ms=jtpeak_ms, tpte_ms=tpte_ms).items()
+    }
     for name, value in {"rr_ms": rr, **targets}.items():
         check_positive(name, value)
     w = base if base is not None else Waves.typical(b, 1.0)

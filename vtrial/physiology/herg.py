@@ -16,6 +16,7 @@ beat. The action potential is a template (no feedback of the prolonged repolariz
 to rank drugs by how much IKr they remove per beat, which is what the map Δ(block) reads. Gating and binding
 parameters: ``vtrial/data/herg_kinetics.json`` (the FDA CiPA repository's fitted values). Pure computation.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,22 @@ STATES = ("IC1", "IC2", "C1", "C2", "O", "IO", "IOb", "Ob", "Cb")
 _IX = {s: i for i, s in enumerate(STATES)}
 FREE = 6  # the first six states are drug-free
 # (rate name, from, to) of the drug-free gating transitions
-_GATING = (("1", "C1", "C2"), ("2", "C2", "C1"), ("3", "IC2", "IO"), ("4", "IO", "IC2"),
-           ("11", "IC1", "IC2"), ("21", "IC2", "IC1"), ("31", "C2", "O"), ("41", "O", "C2"),
-           ("51", "C1", "IC1"), ("61", "IC1", "C1"), ("52", "C2", "IC2"), ("62", "IC2", "C2"),
-           ("53", "O", "IO"), ("63", "IO", "O"))
+_GATING = (
+    ("1", "C1", "C2"),
+    ("2", "C2", "C1"),
+    ("3", "IC2", "IO"),
+    ("4", "IO", "IC2"),
+    ("11", "IC1", "IC2"),
+    ("21", "IC2", "IC1"),
+    ("31", "C2", "O"),
+    ("41", "O", "C2"),
+    ("51", "C1", "IC1"),
+    ("61", "IC1", "C1"),
+    ("52", "C2", "IC2"),
+    ("62", "IC2", "C2"),
+    ("53", "O", "IO"),
+    ("63", "IO", "O"),
+)
 REST_MV = -88.0
 EK_MV = -87.0
 TRAP_SLOPE_MV = 6.789
@@ -96,7 +109,7 @@ def rate_matrices(v_mv, conc_nM: float, binding: HergBinding | None) -> np.ndarr
     for name, a, b in _GATING:
         add(a, b, rate(name))
     if binding is not None and conc_nM > 0:
-        dn = conc_nM ** binding.n
+        dn = conc_nM**binding.n
         kon = binding.kmax * binding.ku_per_ms * dn / (dn + binding.halfmax)
         kt = g["Kt"]
         reopen = kt / (1.0 + np.exp(-(v - binding.vhalf_mv) / TRAP_SLOPE_MV))
@@ -119,8 +132,11 @@ _STEPS_MS = ((0.0, 200.0, 5.0), (200.0, 320.0, 1.0), (320.0, 420.0, 5.0))
 def _beat(cycle_ms: float, dt_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Step midpoints' voltages and step lengths over one beat (``dt_scale`` multiplies every step); one step
     for the rest of diastole (the template is at rest within 0.01 mV by then)."""
-    edges = np.unique(np.concatenate([np.arange(a, min(b, cycle_ms), h * dt_scale) for a, b, h in _STEPS_MS]
-                                     + [[min(420.0, cycle_ms)]]))
+    edges = np.unique(
+        np.concatenate(
+            [np.arange(a, min(b, cycle_ms), h * dt_scale) for a, b, h in _STEPS_MS] + [[min(420.0, cycle_ms)]]
+        )
+    )
     mids = (edges[1:] + edges[:-1]) / 2
     v, dt = action_potential_mv(mids, cycle_ms), np.diff(edges)
     if cycle_ms > edges[-1]:
@@ -170,7 +186,7 @@ GRID_LOG10_NM = np.arange(-4.0, 7.0 + 1e-9, 0.25)
 @lru_cache(maxsize=64)
 def block_curve(binding: HergBinding, cycle_ms: float = 1000.0) -> np.ndarray:
     """Steady-state block at the concentrations 10**GRID_LOG10_NM nM (a cached table per drug)."""
-    return np.array([steady_state_block(10.0 ** lc, binding, cycle_ms) for lc in GRID_LOG10_NM])
+    return np.array([steady_state_block(10.0**lc, binding, cycle_ms) for lc in GRID_LOG10_NM])
 
 
 @lru_cache(maxsize=64)

@@ -10,6 +10,7 @@ C(t) = c0 + s·(t − t0),  Ce(t) = C(t) − s/ke0 + (Ce(t0) − c0 + s/ke0)·ex
 ke0 = ∞: Ce = C. This is what the concentration–QTc model reads (the concentration at the ECG), with the
 hysteresis vtrial's map assumes. Pure computation (numpy).
 """
+
 from __future__ import annotations
 
 import math

@@ -17,6 +17,7 @@ each cell's APD90 at every beat: time from the upstroke (−40 mV) to 90 % repol
 resting potential. A cell that has not repolarized by the next stimulus (repolarization failure, or an early
 afterdepolarization that keeps it up) reads ``cycle_ms``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,13 +40,47 @@ CIPA_V1_FACTORS = {"hERG": 1.013, "IKs": 1.870, "IK1": 1.698, "ICaL": 1.007, "IN
 
 # endocardial cell, paced at 1 Hz to steady state (O'Hara et al. 2011, the published initial values)
 STEADY_STATE = {
-    "v": -87.84, "nai": 7.23, "nass": 7.23, "ki": 143.79, "kss": 143.79, "cai": 8.54e-5, "cass": 8.43e-5,
-    "cansr": 1.61, "cajsr": 1.56, "m": 0.0074621, "hf": 0.692591, "hs": 0.692574, "j": 0.692477,
-    "hsp": 0.448501, "jp": 0.692413, "mL": 0.000194015, "hL": 0.496116, "hLp": 0.265885, "a": 0.00101185,
-    "iF": 0.999542, "iS": 0.589579, "ap": 0.000515567, "iFp": 0.999542, "iSp": 0.641861, "d": 2.43015e-9,
-    "ff": 1.0, "fs": 0.910671, "fcaf": 1.0, "fcas": 0.99982, "jca": 0.999977, "nca": 0.00267171, "ffp": 1.0,
-    "fcafp": 1.0, "xrf": 8.26608e-6, "xrs": 0.453268, "xs1": 0.270492, "xs2": 0.0001963, "xk1": 0.996801,
-    "Jrelnp": 2.53943e-5, "Jrelp": 3.17262e-7, "CaMKt": 0.0124065,
+    "v": -87.84,
+    "nai": 7.23,
+    "nass": 7.23,
+    "ki": 143.79,
+    "kss": 143.79,
+    "cai": 8.54e-5,
+    "cass": 8.43e-5,
+    "cansr": 1.61,
+    "cajsr": 1.56,
+    "m": 0.0074621,
+    "hf": 0.692591,
+    "hs": 0.692574,
+    "j": 0.692477,
+    "hsp": 0.448501,
+    "jp": 0.692413,
+    "mL": 0.000194015,
+    "hL": 0.496116,
+    "hLp": 0.265885,
+    "a": 0.00101185,
+    "iF": 0.999542,
+    "iS": 0.589579,
+    "ap": 0.000515567,
+    "iFp": 0.999542,
+    "iSp": 0.641861,
+    "d": 2.43015e-9,
+    "ff": 1.0,
+    "fs": 0.910671,
+    "fcaf": 1.0,
+    "fcas": 0.99982,
+    "jca": 0.999977,
+    "nca": 0.00267171,
+    "ffp": 1.0,
+    "fcafp": 1.0,
+    "xrf": 8.26608e-6,
+    "xrs": 0.453268,
+    "xs1": 0.270492,
+    "xs2": 0.0001963,
+    "xk1": 0.996801,
+    "Jrelnp": 2.53943e-5,
+    "Jrelp": 3.17262e-7,
+    "CaMKt": 0.0124065,
 }
 
 
@@ -152,14 +187,17 @@ def _step(y: dict, scale: dict, stim, dt_min_ms: float, dt_max_ms: float, dv_max
     inal = 0.0075 * scale["INaL"] * (v - ena) * y["mL"] * ((1.0 - fp) * y["hL"] + fp * y["hLp"])
     # Ito (endocardial)
     ass = 1.0 / (1.0 + np.exp(-(v - 14.34) / 14.82))
-    ta = 1.0515 / (1.0 / (1.2089 * (1.0 + np.exp(-(v - 18.4099) / 29.3814))) + 3.5 / (1.0 + np.exp((v + 100.0) / 29.3814)))
+    ta = 1.0515 / (
+        1.0 / (1.2089 * (1.0 + np.exp(-(v - 18.4099) / 29.3814))) + 3.5 / (1.0 + np.exp((v + 100.0) / 29.3814))
+    )
     iss = 1.0 / (1.0 + np.exp((v + 43.94) / 5.711))
     tif = 4.562 + 1 / (0.3933 * np.exp(-(v + 100.0) / 100.0) + 0.08004 * np.exp((v + 50.0) / 16.59))
     tis = 23.62 + 1 / (0.001416 * np.exp(-(v + 96.52) / 59.05) + 1.780e-8 * np.exp((v + 114.1) / 8.079))
     aif = 1.0 / (1.0 + np.exp((v - 213.6) / 151.2))
     assp = 1.0 / (1.0 + np.exp(-(v - 24.34) / 14.82))
     dti = (1.354 + 1.0e-4 / (np.exp((v - 167.4) / 15.89) + np.exp(-(v - 12.23) / 0.2154))) * (
-        1.0 - 0.5 / (1.0 + np.exp((v + 70.0) / 20.0)))
+        1.0 - 0.5 / (1.0 + np.exp((v + 70.0) / 20.0))
+    )
     i_ = aif * y["iF"] + (1 - aif) * y["iS"]
     ip = aif * y["iFp"] + (1 - aif) * y["iSp"]
     ito = 0.02 * scale["Ito"] * (v - ek) * ((1.0 - fp) * y["a"] * i_ + fp * y["ap"] * ip)
@@ -216,8 +254,25 @@ def _step(y: dict, scale: dict, stim, dt_min_ms: float, dt_max_ms: float, dv_max
     inab = 3.75e-10 * F * g1 * (nai * np.exp(vfrt) - NAO)
     icab = 2.5e-8 * 2.0 * F * g2 * (cai * np.exp(2.0 * vfrt) - 0.341 * CAO)
     ipca = 0.0005 * cai / (0.0005 + cai)
-    dv = -(ina + inal + ito + ical + icana + icak + ikr + iks + ik1 + inaca_i + inaca_ss + inak + inab + ikb
-           + ipca + icab + stim)
+    dv = -(
+        ina
+        + inal
+        + ito
+        + ical
+        + icana
+        + icak
+        + ikr
+        + iks
+        + ik1
+        + inaca_i
+        + inaca_ss
+        + inak
+        + inab
+        + ikb
+        + ipca
+        + icab
+        + stim
+    )
 
     # fluxes
     jdiffna, jdiffk, jdiff = (nass - nai) / 2.0, (kss - ki) / 2.0, (cass - cai) / 0.2
@@ -241,22 +296,47 @@ def _step(y: dict, scale: dict, stim, dt_min_ms: float, dt_max_ms: float, dv_max
     y["nass"] = nass + dt * (-(icana + 3.0 * inaca_ss) * a_f / VSS - jdiffna)
     y["ki"] = ki + dt * (-(ito + ikr + iks + ik1 + ikb + stim - 2.0 * inak) * a_f / VMYO + jdiffk * VSS / VMYO)
     y["kss"] = kss + dt * (-icak * a_f / VSS - jdiffk)
-    y["cai"] = cai + dt * bcai * (-(ipca + icab - 2.0 * inaca_i) * a_f / (2.0 * VMYO) - jup * VNSR / VMYO
-                                  + jdiff * VSS / VMYO)
+    y["cai"] = cai + dt * bcai * (
+        -(ipca + icab - 2.0 * inaca_i) * a_f / (2.0 * VMYO) - jup * VNSR / VMYO + jdiff * VSS / VMYO
+    )
     y["cass"] = cass + dt * bcass * (-(ical - 2.0 * inaca_ss) * a_f / (2.0 * VSS) + jrel * VJSR / VSS - jdiff)
     y["cansr"] = cansr + dt * (jup - jtr * VJSR / VNSR)
     y["cajsr"] = cajsr + dt * bcajsr * (jtr - jrel)
     y["CaMKt"] = y["CaMKt"] + dt * (0.05 * camkb * camka - 0.00068 * y["CaMKt"])
     # Rush–Larsen: gates and first-order relaxations
     for name, inf, tau in (
-            ("m", mss, tm), ("hf", hss, thf), ("hs", hss, ths), ("j", hss, tj), ("hsp", hssp, 3.0 * ths),
-            ("jp", hss, 1.46 * tj), ("mL", mlss, tm), ("hL", hlss, 200.0), ("hLp", hlssp, 600.0),
-            ("a", ass, ta), ("iF", iss, tif), ("iS", iss, tis), ("ap", assp, ta), ("iFp", iss, dti * tif),
-            ("iSp", iss, dti * tis), ("d", dss, td), ("ff", fss, tff), ("fs", fss, tfs), ("fcaf", fss, tfcaf),
-            ("fcas", fss, tfcas), ("jca", fss, 75.0), ("ffp", fss, 2.5 * tff), ("fcafp", fss, 2.5 * tfcaf),
-            ("xrf", xrss, txrf), ("xrs", xrss, txrs), ("xs1", xs1ss, txs1), ("xs2", xs1ss, txs2),
-            ("xk1", xk1ss, txk1), ("nca", anca * 1000.0 / km2n, 1.0 / km2n),
-            ("Jrelnp", 0.5 * 4.75 * -ical * rel_gain, tau_rel), ("Jrelp", 0.5 * 1.25 * 4.75 * -ical * rel_gain, tau_relp)):
+        ("m", mss, tm),
+        ("hf", hss, thf),
+        ("hs", hss, ths),
+        ("j", hss, tj),
+        ("hsp", hssp, 3.0 * ths),
+        ("jp", hss, 1.46 * tj),
+        ("mL", mlss, tm),
+        ("hL", hlss, 200.0),
+        ("hLp", hlssp, 600.0),
+        ("a", ass, ta),
+        ("iF", iss, tif),
+        ("iS", iss, tis),
+        ("ap", assp, ta),
+        ("iFp", iss, dti * tif),
+        ("iSp", iss, dti * tis),
+        ("d", dss, td),
+        ("ff", fss, tff),
+        ("fs", fss, tfs),
+        ("fcaf", fss, tfcaf),
+        ("fcas", fss, tfcas),
+        ("jca", fss, 75.0),
+        ("ffp", fss, 2.5 * tff),
+        ("fcafp", fss, 2.5 * tfcaf),
+        ("xrf", xrss, txrf),
+        ("xrs", xrss, txrs),
+        ("xs1", xs1ss, txs1),
+        ("xs2", xs1ss, txs2),
+        ("xk1", xk1ss, txk1),
+        ("nca", anca * 1000.0 / km2n, 1.0 / km2n),
+        ("Jrelnp", 0.5 * 4.75 * -ical * rel_gain, tau_rel),
+        ("Jrelp", 0.5 * 1.25 * 4.75 * -ical * rel_gain, tau_relp),
+    ):
         y[name] = _relax(y[name], inf, tau, dt)
     return dt
 
@@ -273,8 +353,14 @@ def conductance_scales(block, base: dict | None = None) -> dict:
     return {ch: float(base.get(ch, 1.0)) * (1.0 - b[:, k]) for k, ch in enumerate(CHANNELS)}
 
 
-def pace(block, beats: int, cycle_ms: float = 1000.0, dv_max_mV: float = 0.5, state: dict | None = None,
-         base: dict | None = None):
+def pace(
+    block,
+    beats: int,
+    cycle_ms: float = 1000.0,
+    dv_max_mV: float = 0.5,
+    state: dict | None = None,
+    base: dict | None = None,
+):
     """Pace B cells ``beats`` times; returns (APD90 ms per beat (beats, B), final state).
 
     ``base``: factors on the 2011 model's conductances (``CIPA_V1_FACTORS``, say), before block. ``state``
@@ -305,4 +391,3 @@ def pace(block, beats: int, cycle_ms: float = 1000.0, dv_max_mV: float = 0.5, st
             t_end[down] = t - dt + dt * (thr[down] - v_old[down]) / (v[down] - v_old[down])
         apd[beat] = np.where(np.isfinite(t_end), t_end - t_up, cycle_ms)
     return apd, y
-

@@ -15,6 +15,7 @@ The design's domain (``vtrial.spec.drugs.drug_curve_blocks``, ``random_blocks``)
 curves and ≤ 0.85 on random vectors, where the paced cell still repolarizes; beyond that the network
 extrapolates, and the cell itself would be heading for repolarization failure. Pure computation (NumPy).
 """
+
 from __future__ import annotations
 
 import json

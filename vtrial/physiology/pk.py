@@ -16,6 +16,7 @@ R·Φ(τ − T_inf), with Φ(τ) = ∫_0^τ e^{Ku} e_c du read off the exponenti
 Units: time h, dose mg, CL and Q L/h, V L, ka and ke0 1/h; concentrations leave as nM through the
 molar mass (1 mg/L = 1e6 / MW nM) and the free fraction f_u.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,14 @@ class DoseEvent:
             raise ValueError(f"duration_h = {self.duration_h!r} must be > 0 for an iv_infusion")
 
 
-def regimen(amount_mg: float, route: Route = "oral", start_h: float = 0.0, interval_h: float | None = None,
-            count: int = 1, duration_h: float = 0.0) -> list[DoseEvent]:
+def regimen(
+    amount_mg: float,
+    route: Route = "oral",
+    start_h: float = 0.0,
+    interval_h: float | None = None,
+    count: int = 1,
+    duration_h: float = 0.0,
+) -> list[DoseEvent]:
     """``count`` doses of ``amount_mg`` every ``interval_h`` hours from ``start_h``."""
     if count < 1:
         raise ValueError(f"count = {count!r} must be >= 1")
@@ -97,8 +104,14 @@ class PKParams:
 
     @property
     def batch_size(self) -> int:
-        return int(np.broadcast(*(np.asarray(getattr(self, n)) for n in
-                                  ("cl_l_h", "v1_l", "ka_per_h", "q_l_h", "v2_l", "ke0_per_h", "tlag_h", "f_bio"))).size)
+        return int(
+            np.broadcast(
+                *(
+                    np.asarray(getattr(self, n))
+                    for n in ("cl_l_h", "v1_l", "ka_per_h", "q_l_h", "v2_l", "ke0_per_h", "tlag_h", "f_bio")
+                )
+            ).size
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,10 @@ def sample_individuals(typical: PKParams, variability: Variability, n: int, rng:
     """Draw ``n`` patients: P_i = P_typical · exp(η_i), η_i ~ N(0, ω²), from the passed-in generator."""
     if n < 1:
         raise ValueError(f"n = {n!r} must be >= 1")
-    eta = rng.standard_normal((3, n)) * np.array([variability.omega_cl, variability.omega_v, variability.omega_ka])[:, None]
+    eta = (
+        rng.standard_normal((3, n))
+        * np.array([variability.omega_cl, variability.omega_v, variability.omega_ka])[:, None]
+    )
     return replace(
         typical,
         cl_l_h=np.asarray(typical.cl_l_h, float) * np.exp(eta[0]),
@@ -129,6 +145,7 @@ def sample_individuals(typical: PKParams, variability: Variability, n: int, rng:
 
 def _system_matrix(p: PKParams, batch: int) -> torch.Tensor:
     """Augmented (B, 5, 5) matrix [[K, e_central], [0, 0]] in float64."""
+
     def col(x):
         return torch.as_tensor(np.broadcast_to(np.asarray(x, float), (batch,)).copy(), dtype=torch.float64)
 
@@ -209,6 +226,7 @@ def concentrations(params: PKParams, doses: Iterable[DoseEvent], times_h, valida
 
 
 # --- closed forms (references for tests; mg/L) -------------------------------------------------------
+
 
 def one_compartment_oral_mg_l(t_h, dose_mg, ka, cl, v, f_bio=1.0):
     """C(t) = F·D·ka / (V (ka − k)) · (e^{−kt} − e^{−ka t}), k = CL/V (Gibaldi & Perrier eq. 1.x)."""

@@ -8,6 +8,7 @@ least squares on both moments, scaled by the mean concentration). What a simulat
 this: its population, not only its typical subject, should match the study. Per-subject fits of sparse
 single-dose profiles carry their estimation noise into ω instead. Pure computation (scipy).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,21 +28,30 @@ def simulate_mg_l(theta, omega, z: np.ndarray, dose_mg: float, times_h) -> np.nd
     th = np.asarray(theta, float)
     w = np.asarray(omega, float)
     two = len(th) == 6
-    p = PKParams(ka_per_h=np.exp(th[0] + w[0] * z[0]), cl_l_h=np.exp(th[1] + w[1] * z[1]),
-                 v1_l=np.exp(th[2] + w[2] * z[2]), tlag_h=th[3], q_l_h=np.exp(th[4]) if two else 0.0,
-                 v2_l=np.exp(th[5]) if two else 1.0, fu=1.0, mw_g_mol=1e6)  # with MW 1e6 g/mol, nM = mg/L
+    p = PKParams(
+        ka_per_h=np.exp(th[0] + w[0] * z[0]),
+        cl_l_h=np.exp(th[1] + w[1] * z[1]),
+        v1_l=np.exp(th[2] + w[2] * z[2]),
+        tlag_h=th[3],
+        q_l_h=np.exp(th[4]) if two else 0.0,
+        v2_l=np.exp(th[5]) if two else 1.0,
+        fu=1.0,
+        mw_g_mol=1e6,
+    )  # with MW 1e6 g/mol, nM = mg/L
     return concentrations(p, [DoseEvent(0.0, dose_mg, "oral")], times_h, validate=False).conc_total_nM
 
 
-def fit_population_moments(times_h, mean_mg_l, sd_mg_l, dose_mg: float, theta0, draws: int = 500,
-                           seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+def fit_population_moments(
+    times_h, mean_mg_l, sd_mg_l, dose_mg: float, theta0, draws: int = 500, seed: int = 7
+) -> tuple[np.ndarray, np.ndarray]:
     """(θ, ω): typical parameters (as ``theta0``: length 4 or 6) and ω of (ka, CL, V1) whose simulated
     population reproduces the observed ``mean_mg_l`` and ``sd_mg_l`` at ``times_h``."""
     times = np.asarray(times_h, float)
     mean, sd = np.asarray(mean_mg_l, float), np.asarray(sd_mg_l, float)
     if not (times.shape == mean.shape == sd.shape) or times.ndim != 1:
-        raise ValueError(f"times_h, mean_mg_l and sd_mg_l must be 1-D of one length; got {times.shape}, "
-                         f"{mean.shape}, {sd.shape}")
+        raise ValueError(
+            f"times_h, mean_mg_l and sd_mg_l must be 1-D of one length; got {times.shape}, {mean.shape}, {sd.shape}"
+        )
     n_theta = len(theta0)
     if n_theta not in (4, 6):
         raise ValueError(f"theta0 has {n_theta} entries; expected 4 (one compartment) or 6 (two)")

@@ -10,6 +10,7 @@ milliseconds and millivolts. ``Waves`` holds, for each wave i ∈ (P, Q, R, S, T
 plus ``rr_s``. With ω = 2π/RR: θ_i = ω t_i, b_i = ω σ_i, a_i = height_i ω / (b_i² · MV_PER_Z).
 The mapping is exact and invertible, so ECGSYN is unchanged; only its coordinates are clinical.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,5 +78,9 @@ class Waves:
         def rep(v):
             return torch.tensor(v, dtype=dtype).expand(batch, -1).clone()
 
-        return Waves(rep(TYPICAL_T_MS), rep(TYPICAL_SIGMA_MS), rep(TYPICAL_HEIGHT_MV),
-                     torch.full((batch,), float(rr_s), dtype=dtype))
+        return Waves(
+            rep(TYPICAL_T_MS),
+            rep(TYPICAL_SIGMA_MS),
+            rep(TYPICAL_HEIGHT_MV),
+            torch.full((batch,), float(rr_s), dtype=dtype),
+        )

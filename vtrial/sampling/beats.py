@@ -14,6 +14,7 @@ through, ``sample`` and every measured interval with ``valid``/``reason``. Rando
 ``np.random.default_rng([seed, arm, patient, time])`` per unit, so a unit's samples never depend on
 how units are batched or which replica runs them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,9 @@ def measured_rows(units: dict, s: int, beats: torch.Tensor, fs_hz: float, rr_ms:
     return out
 
 
-def sample_keeping(sampler, units: dict[str, np.ndarray], seed: int,
-                   keep: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def sample_keeping(
+    sampler, units: dict[str, np.ndarray], seed: int, keep: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The sample rows of ``units`` (exactly ``sampler.sample``'s) and the sampled beats of the units
     where ``keep`` is true, (kept units · S, T) float32 mV, unit-major; ``None`` when none is kept. The
     beats are the very ones the rows were measured on: a report shows the trial's own samples."""

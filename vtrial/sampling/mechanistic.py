@@ -1,5 +1,6 @@
 """The ``mechanistic`` sampler: ECGSYN beats under Δ(block(t)) with between-patient sensitivity and
 within-patient variability (settings and defaults in ``vtrial.spec.samplers``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,14 @@ class MechanisticSampler:
 
     SETTINGS = SAMPLER_SETTINGS["mechanistic"]
 
-    def __init__(self, samples_per_unit: int, fs_hz: float = 500.0, settings: dict | None = None,
-                 coef: EpkCoefficients | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        samples_per_unit: int,
+        fs_hz: float = 500.0,
+        settings: dict | None = None,
+        coef: EpkCoefficients | None = None,
+        device: str = "cpu",
+    ):
         unknown = sorted(set(settings or {}) - set(self.SETTINGS))
         if unknown:
             raise ValueError(f"unknown sampler settings {unknown}; available: {', '.join(self.SETTINGS)}")
@@ -48,7 +55,9 @@ class MechanisticSampler:
         z_h = np.empty((n, s, 5))
         noise = np.empty((n, s, n_t), dtype=np.float32)
         for i in range(n):
-            rng = np.random.default_rng([seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])])
+            rng = np.random.default_rng(
+                [seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])]
+            )
             z_rr[i], z_t[i] = rng.standard_normal(s), rng.standard_normal(s)
             z_w[i], z_h[i] = rng.standard_normal((s, 5)), rng.standard_normal((s, 5))
             noise[i] = rng.standard_normal((s, n_t), dtype=np.float32)
@@ -63,7 +72,9 @@ class MechanisticSampler:
         h = rep(w.height_mv) * torch.as_tensor(np.exp(cfg["height_cv"] * z_h.reshape(-1, 5)))
         sampled = Waves(t, sig, h, rr)
         params = sampled.to_ecgsyn()
-        params = type(params)(*(getattr(params, f).to(torch.float32).to(self.device) for f in ("theta_rad", "a", "b_rad", "rr_s")))
+        params = type(params)(
+            *(getattr(params, f).to(torch.float32).to(self.device) for f in ("theta_rad", "a", "b_rad", "rr_s"))
+        )
         beats = ecgsyn_beat(params, self.fs_hz, WINDOW_S)
         beats = beats + torch.as_tensor(cfg["noise_mv"] * noise.reshape(n * s, n_t), device=beats.device)
         return beats, rr.numpy() * 1000.0

@@ -1,5 +1,6 @@
 """The samplers by name: the class behind each name of ``vtrial.spec.samplers``, and the sampler a
 protocol asks for, built on a device."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Same interface as the mechanistic sampler (``sample(units, seed)``, ``beats(units, seed)``); its
 settings and their defaults are declared in ``vtrial.spec.samplers``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,14 @@ class WorldModelSampler:
 
     SETTINGS = SAMPLER_SETTINGS["worldmodel"]
 
-    def __init__(self, samples_per_unit: int, checkpoint: str | Path | None = None, settings: dict | None = None,
-                 device: str = "cpu", coef=None):
+    def __init__(
+        self,
+        samples_per_unit: int,
+        checkpoint: str | Path | None = None,
+        settings: dict | None = None,
+        device: str = "cpu",
+        coef=None,
+    ):
         unknown = sorted(set(settings or {}) - set(self.SETTINGS))
         if unknown:
             raise ValueError(f"unknown sampler settings {unknown}; available: {', '.join(self.SETTINGS)}")
@@ -71,17 +78,27 @@ class WorldModelSampler:
         cov = covariate_vector(units["female"], units["age_y"], units["weight_kg"], units["rr_s"], units["sensitivity"])
         noise = np.empty((steps + 1, n, s, d), dtype=np.float32)
         for i in range(n):
-            rng = np.random.default_rng([seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])])
+            rng = np.random.default_rng(
+                [seed, int(units["arm_idx"][i]), int(units["patient"][i]), int(units["time_idx"][i])]
+            )
             noise[:, i] = rng.standard_normal((steps + 1, s, d), dtype=np.float32)
 
         def t32(x):
             return torch.as_tensor(np.asarray(x), dtype=torch.float32).to(self.device)
 
         with torch.inference_mode():
-            beats, _, _ = self.model.sample(t32(baseline), t32(prior), t32(action), t32(cov),
-                                            torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
-                                            steps, self.settings["eta"], self.settings["gamma"], samples_per_unit=s,
-                                            temperature=self.settings["temperature"])
+            beats, _, _ = self.model.sample(
+                t32(baseline),
+                t32(prior),
+                t32(action),
+                t32(cov),
+                torch.as_tensor(noise.reshape(steps + 1, n * s, d), device=self.device),
+                steps,
+                self.settings["eta"],
+                self.settings["gamma"],
+                samples_per_unit=s,
+                temperature=self.settings["temperature"],
+            )
         return beats, np.repeat(np.asarray(units["rr_s"]) * 1000.0, s)
 
     def sample(self, units: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:

@@ -26,13 +26,13 @@ A beat that cannot be measured keeps its row: ``valid`` is False, ``reason`` say
 "flat_line", "no_qrs", "no_t_wave", "t_end_not_found"), and its intervals are NaN. A beat without a
 measurable P wave stays valid with PR = NaN and reason "no_p_wave". Nothing is dropped or imputed.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "qt_ms", "qtcf_ms", "qtcb_ms", "jtpeak_ms", "jtpeakc_ms",
-             "tpte_ms", "hr_bpm")
+INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "qt_ms", "qtcf_ms", "qtcb_ms", "jtpeak_ms", "jtpeakc_ms", "tpte_ms", "hr_bpm")
 
 FLAT_MV = 0.05  # peak-to-peak below this is a flat line
 T_MIN_MV = 0.03  # a T wave smaller than this (from the isoelectric level) is absent
@@ -81,7 +81,9 @@ def _first_true_after(mask: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, cols, torch.full_like(cols, n)).min(dim=1).values
 
 
-def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start_s: float = -0.4) -> dict[str, np.ndarray]:
+def measure(
+    beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start_s: float = -0.4
+) -> dict[str, np.ndarray]:
     """Measure B beats at once.
 
     Parameters
@@ -124,7 +126,7 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     # slope by a central difference over ±4 ms: robust to sample noise, still sharp on a QRS
     k = max(1, int(round(SLOPE_HALF_MS * ms)))
     slope = torch.zeros_like(x)
-    slope[:, k:-k] = (x[:, 2 * k:] - x[:, :-2 * k]) * (fs_hz / (2 * k))
+    slope[:, k:-k] = (x[:, 2 * k :] - x[:, : -2 * k]) * (fs_hz / (2 * k))
     half = max(1, int(round(ENVELOPE_MS * ms / 2)))
     kernel = torch.ones(1, 1, 2 * half + 1, dtype=x.dtype) / (2 * half + 1)
     env = torch.nn.functional.conv1d(slope.abs()[:, None], kernel, padding=half)[:, 0]
@@ -137,9 +139,17 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     # sub-sample edge: interpolate where the envelope crosses the threshold
     thr = QRS_SLOPE_FRACTION * env_max
     e0, e1 = _at(env, on_i - half), _at(env, on_i - half + 1)
-    on_pos = (on_i - half).to(x.dtype) + ((thr - e0) / (e1 - e0).where((e1 - e0).abs() > 1e-12, torch.ones_like(e0))).clamp(0, 1) + half
+    on_pos = (
+        (on_i - half).to(x.dtype)
+        + ((thr - e0) / (e1 - e0).where((e1 - e0).abs() > 1e-12, torch.ones_like(e0))).clamp(0, 1)
+        + half
+    )
     e0, e1 = _at(env, off_i + half - 1), _at(env, off_i + half)
-    off_pos = (off_i + half - 1).to(x.dtype) + ((e0 - thr) / (e0 - e1).where((e0 - e1).abs() > 1e-12, torch.ones_like(e0))).clamp(0, 1) - half
+    off_pos = (
+        (off_i + half - 1).to(x.dtype)
+        + ((e0 - thr) / (e0 - e1).where((e0 - e1).abs() > 1e-12, torch.ones_like(e0))).clamp(0, 1)
+        - half
+    )
 
     # 3. isoelectric level: the PR segment
     pr_seg = (cols >= on_i[:, None] - 20 * ms) & (cols <= on_i[:, None])
@@ -153,7 +163,7 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     xs = torch.nn.functional.conv1d(padded, torch.ones(1, 1, 2 * sw + 1, dtype=x.dtype) / (2 * sw + 1))[:, 0]
     ks = max(1, int(round(SLOW_SLOPE_HALF_MS * ms)))
     slope_s = torch.zeros_like(x)
-    slope_s[:, ks:-ks] = (xs[:, 2 * ks:] - xs[:, :-2 * ks]) * (fs_hz / (2 * ks))
+    slope_s[:, ks:-ks] = (xs[:, 2 * ks :] - xs[:, : -2 * ks]) * (fs_hz / (2 * ks))
 
     # 4. T peak
     t_lo = off_i[:, None] + 60 * ms
@@ -161,7 +171,7 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     t_zone = (cols >= t_lo) & (cols <= t_hi)
     t_dev = (xs - iso[:, None]).abs()
     tp_i, has_t_zone = _masked_argmax(t_dev, t_zone)
-    t_amp = (_at(xs, tp_i) - iso)
+    t_amp = _at(xs, tp_i) - iso
     polarity = torch.sign(t_amp)
     tp_pos = _parabolic(t_dev, tp_i)
     no_t = ~has_t_zone | (t_amp.abs() < T_MIN_MV)
@@ -177,7 +187,9 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     pm_slope = _at(slope_s, pm_i)
     pm_pos = _parabolic(p_up, pm_i)
     pm_val = _at(xs, pm_i) + (pm_pos - pm_i.to(x.dtype)) * pm_slope / fs_hz
-    pon_pos = pm_pos + (iso - pm_val) / pm_slope.where(pm_slope.abs() > 1e-9, torch.full_like(pm_slope, float("nan"))) * fs_hz
+    pon_pos = (
+        pm_pos + (iso - pm_val) / pm_slope.where(pm_slope.abs() > 1e-9, torch.full_like(pm_slope, float("nan"))) * fs_hz
+    )
     no_p = ~has_p_zone | ~has_rise | (p_amp.abs() < P_MIN_MV) | ~torch.isfinite(pon_pos) | (pon_pos >= on_pos)
 
     # 6. T end: steepest descent back to baseline after the peak, tangent to the isoelectric level
@@ -197,9 +209,16 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     m_pos = _parabolic(down, m_i)  # steepest point, sub-sample
     frac = m_pos - m_i.to(x.dtype)
     m_val = _at(xs, m_i) + frac * m_slope / fs_hz
-    tend_pos = m_pos + (iso - m_val) / m_slope.where(m_slope.abs() > 1e-9, torch.full_like(m_slope, float("nan"))) * fs_hz
-    bad_tend = ~has_tail | ~torch.isfinite(tend_pos) | (tend_pos <= tp_pos) | (tend_pos > n + 200 * ms) \
+    tend_pos = (
+        m_pos + (iso - m_val) / m_slope.where(m_slope.abs() > 1e-9, torch.full_like(m_slope, float("nan"))) * fs_hz
+    )
+    bad_tend = (
+        ~has_tail
+        | ~torch.isfinite(tend_pos)
+        | (tend_pos <= tp_pos)
+        | (tend_pos > n + 200 * ms)
         | ((-polarity * m_slope) <= 0)
+    )
 
     # intervals
     to_ms = 1000.0 / fs_hz
@@ -229,8 +248,13 @@ def measure(beats, fs_hz: float, rr_ms, r_index: int | None = None, window_start
     out = {k: v.numpy().astype(np.float64) for k, v in out.items()}
 
     # flags, most basic first: the first reason that applies is the one reported
-    checks = [("non_finite", ~finite), ("flat_line", flat), ("no_qrs", no_qrs), ("no_t_wave", no_t),
-              ("t_end_not_found", bad_tend)]
+    checks = [
+        ("non_finite", ~finite),
+        ("flat_line", flat),
+        ("no_qrs", no_qrs),
+        ("no_t_wave", no_t),
+        ("t_end_not_found", bad_tend),
+    ]
     invalid = np.zeros(b, dtype=bool)
     for name, cond in checks:
         cond = cond.numpy() & ~invalid

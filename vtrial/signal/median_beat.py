@@ -8,6 +8,7 @@
    their sample-wise median over a fixed window around R.
 Pure computation: the caller reads the record (e.g. with ``wfdb.rdrecord``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,12 +48,18 @@ def detect_r_peaks(signal_mv: np.ndarray, fs_hz: float) -> np.ndarray:
     hp = remove_baseline(x, fs_hz)
     dev = np.abs(hp - np.median(hp))
     half = int(round(0.06 * fs_hz))
-    snapped = [max(0, p - half) + int(np.argmax(dev[max(0, p - half):p + half + 1])) for p in peaks]
+    snapped = [max(0, p - half) + int(np.argmax(dev[max(0, p - half) : p + half + 1])) for p in peaks]
     return np.unique(np.asarray(snapped, dtype=int))
 
 
-def median_beat(signal_mv: np.ndarray, fs_hz: float, window_s=(-0.4, 0.8), r_peaks=None,
-                rr_tolerance: float = 0.2, min_beats: int = 3) -> MedianBeat:
+def median_beat(
+    signal_mv: np.ndarray,
+    fs_hz: float,
+    window_s=(-0.4, 0.8),
+    r_peaks=None,
+    rr_tolerance: float = 0.2,
+    min_beats: int = 3,
+) -> MedianBeat:
     """Median beat of one lead; raises ValueError when fewer than ``min_beats`` regular beats exist."""
     x = remove_baseline(signal_mv, fs_hz)
     peaks = detect_r_peaks(signal_mv, fs_hz) if r_peaks is None else np.asarray(r_peaks, int)
@@ -68,6 +75,6 @@ def median_beat(signal_mv: np.ndarray, fs_hz: float, window_s=(-0.4, 0.8), r_pea
     keep = np.flatnonzero(regular & inside)
     if len(keep) < min_beats:
         raise ValueError(f"only {len(keep)} regular beats inside the window; need at least {min_beats}")
-    segments = np.stack([x[peaks[i] + lo:peaks[i] + hi] for i in keep])
+    segments = np.stack([x[peaks[i] + lo : peaks[i] + hi] for i in keep])
     rr_keep = float(np.median(np.concatenate([rr[keep - 1], rr[keep]])))
     return MedianBeat(np.median(segments, axis=0), float(fs_hz), tuple(window_s), rr_keep, len(keep), peaks)

@@ -4,6 +4,7 @@ A synthetic population (``vtrial.sources.population``), a clinical table (``vtri
 and a WFDB folder (``vtrial.sources.wfdb_cohort``) all become a ``Cohort``; patient i is the same patient
 in every arm of a trial.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

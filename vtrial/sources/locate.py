@@ -4,6 +4,7 @@ names, check that they exist (``cohort_problems``, for ``vtrial validate``), and
 A relative data path is looked up in the protocol's folder, then in ``data_dir`` (``vtrial run --data``),
 then in the working directory.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,9 @@ def cohort_path(population: str, base_dir: Path | None = None) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(f"population file not found: {population!r} (looked in: "
-                            f"{', '.join(str(c) for c in candidates)})")
+    raise FileNotFoundError(
+        f"population file not found: {population!r} (looked in: {', '.join(str(c) for c in candidates)})"
+    )
 
 
 def data_path(value: str, base_dir: Path | None = None, data_dir: Path | None = None) -> Path:
@@ -56,8 +58,9 @@ def cohort_problems(spec, base_dir: Path | None = None, data_dir: Path | None = 
     return problems
 
 
-def load_cohort(spec, seed: int, base_dir: Path | None = None, strict: bool = False,
-                data_dir: Path | None = None) -> tuple[Cohort, dict]:
+def load_cohort(
+    spec, seed: int, base_dir: Path | None = None, strict: bool = False, data_dir: Path | None = None
+) -> tuple[Cohort, dict]:
     """The cohort a protocol's ``cohort`` section names (``vtrial.spec.protocol.CohortSpec``) and its
     report (source, patients, records or subjects skipped with reasons)."""
     if spec.table is not None:

@@ -10,6 +10,7 @@ per record. Besides the WFDB records, the study's clinical table is fetched (``D
 ``base_url`` points wfdb at a mirror laid out like PhysioNet (``BASE/content/DB/`` naming the version,
 ``BASE/files/DB/VERSION/...`` holding the files); the tests use a server on loopback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +25,14 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 PHYSIONET = "https://physionet.org"
 DATABASES = {
-    "ecgrdvq": {"title": "ECG effects of ranolazine, dofetilide, verapamil and quinidine (FDA, SCR-002)",
-                "extra_files": ("SCR-002.Clinical.Data.csv",)},
-    "ecgdmmld": {"title": "ECG effects of dofetilide, mexiletine, lidocaine and moxifloxacin (FDA, SCR-003)",
-                 "extra_files": ("SCR-003.Clinical.Data.csv",)},
+    "ecgrdvq": {
+        "title": "ECG effects of ranolazine, dofetilide, verapamil and quinidine (FDA, SCR-002)",
+        "extra_files": ("SCR-002.Clinical.Data.csv",),
+    },
+    "ecgdmmld": {
+        "title": "ECG effects of dofetilide, mexiletine, lidocaine and moxifloxacin (FDA, SCR-003)",
+        "extra_files": ("SCR-003.Clinical.Data.csv",),
+    },
 }
 
 
@@ -102,9 +107,12 @@ def _attempts(fetch: Callable[[], object], retries: int, backoff_s: float = BACK
     files of the last): None once it succeeds, else the last error. A missing file is not retried, and
     an error that is not a broken transfer propagates."""
     try:
-        for attempt in Retrying(stop=stop_after_attempt(retries), reraise=True,
-                                wait=wait_exponential(multiplier=backoff_s, max=MAX_BACKOFF_S),
-                                retry=retry_if_exception_type(TRANSFER_ERRORS)):
+        for attempt in Retrying(
+            stop=stop_after_attempt(retries),
+            reraise=True,
+            wait=wait_exponential(multiplier=backoff_s, max=MAX_BACKOFF_S),
+            retry=retry_if_exception_type(TRANSFER_ERRORS),
+        ):
             with attempt:
                 fetch()
     except FileNotFoundError:
@@ -114,8 +122,13 @@ def _attempts(fetch: Callable[[], object], retries: int, backoff_s: float = BACK
     return None
 
 
-def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, retries: int = 3,
-                      on_record: Callable[[str, int, int], None] | None = None) -> DownloadReport:
+def download_database(
+    name: str,
+    dest: str | Path,
+    base_url: str = PHYSIONET,
+    retries: int = 3,
+    on_record: Callable[[str, int, int], None] | None = None,
+) -> DownloadReport:
     """Download database ``name`` into ``dest`` (created); resumable. ``on_record(record, i, n)`` is
     called after each record. Records that still fail after ``retries`` attempts are listed in the
     report's ``failed`` with the last error; nothing already downloaded is removed."""
@@ -132,8 +145,9 @@ def download_database(name: str, dest: str | Path, base_url: str = PHYSIONET, re
         report = DownloadReport(name, version, dest)
         records = record_names(download, db_dir)
         for i, rec in enumerate(records, 1):
-            error = _attempts(lambda rec=rec: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)],
-                              retries)
+            error = _attempts(
+                lambda rec=rec: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)], retries
+            )
             if error is None:
                 report.records.append(rec)
             else:

@@ -4,6 +4,7 @@ A population file (a built-in one, ``vtrial/data/cohorts/NAME.yaml``, or your ow
 patient's baseline ECGSYN beat is fitted so that its *measured* intervals equal the drawn ones. The
 cohort depends only on (population, size, seed): patient i is the same patient in every arm.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

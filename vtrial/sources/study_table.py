@@ -9,6 +9,7 @@ handled here and counted in the returned report, never silently passed on:
 - QT and other intervals are NA in some rows → kept as null, counted;
 - pre-dose rows carry the period's treatment name although no drug is on board yet.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-REQUIRED_COLUMNS = ("RANDID", "SEX", "AGE", "WGHT", "EXTRT", "EXDOSE", "EXDOSU", "TPT", "BASELINE",
-                    "PCSTRESN", "PCSTRESU", "RR", "PR", "QT", "QRS", "JTPEAK", "TPEAKTEND")
+REQUIRED_COLUMNS = (
+    "RANDID",
+    "SEX",
+    "AGE",
+    "WGHT",
+    "EXTRT",
+    "EXDOSE",
+    "EXDOSU",
+    "TPT",
+    "BASELINE",
+    "PCSTRESN",
+    "PCSTRESU",
+    "RR",
+    "PR",
+    "QT",
+    "QRS",
+    "JTPEAK",
+    "TPEAKTEND",
+)
 
 TREATMENTS = {
     "Placebo": "placebo",
@@ -65,15 +83,22 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
         pl.col("AGE").cast(pl.Float64).alias("age_y"),
         pl.col("WGHT").cast(pl.Float64).alias("weight_kg"),
         pl.col("EXTRT").replace_strict(TREATMENTS).alias("treatment"),
-        pl.when(pl.col("EXDOSU") == "ug").then(pl.col("EXDOSE").cast(pl.Float64) / 1000.0)
-        .otherwise(pl.col("EXDOSE").cast(pl.Float64)).alias("dose_mg"),
+        pl.when(pl.col("EXDOSU") == "ug")
+        .then(pl.col("EXDOSE").cast(pl.Float64) / 1000.0)
+        .otherwise(pl.col("EXDOSE").cast(pl.Float64))
+        .alias("dose_mg"),
         pl.col("TPT").cast(pl.Float64).alias("time_h"),
         (pl.col("BASELINE") == "Y").fill_null(False).alias("baseline"),
-        pl.when(pl.col("PCSTRESU") == "pg/mL").then(pl.col("PCSTRESN").cast(pl.Float64) / 1000.0)
-        .otherwise(pl.col("PCSTRESN").cast(pl.Float64)).alias("conc_ng_ml"),
+        pl.when(pl.col("PCSTRESU") == "pg/mL")
+        .then(pl.col("PCSTRESN").cast(pl.Float64) / 1000.0)
+        .otherwise(pl.col("PCSTRESN").cast(pl.Float64))
+        .alias("conc_ng_ml"),
         pl.col("RR").cast(pl.Float64).alias("rr_ms"),
-        pl.when(pl.col("PR") < -(2**31) // 2).then(pl.col("PR") + WRAP_32).otherwise(pl.col("PR"))
-        .cast(pl.Float64).alias("pr_ms"),
+        pl.when(pl.col("PR") < -(2**31) // 2)
+        .then(pl.col("PR") + WRAP_32)
+        .otherwise(pl.col("PR"))
+        .cast(pl.Float64)
+        .alias("pr_ms"),
         pl.col("QT").cast(pl.Float64).alias("qt_ms"),
         pl.col("QRS").cast(pl.Float64).alias("qrs_ms"),
         pl.col("JTPEAK").cast(pl.Float64).alias("jtpeak_ms"),
@@ -85,8 +110,9 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
     return df, report
 
 
-def placebo_corrected(df: pl.DataFrame, columns=("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms", "rr_ms"),
-                      subjects=None) -> pl.DataFrame:
+def placebo_corrected(
+    df: pl.DataFrame, columns=("qtcf_ms", "jtpeakc_ms", "tpte_ms", "qrs_ms", "pr_ms", "rr_ms"), subjects=None
+) -> pl.DataFrame:
     """Mean Δ and ΔΔ per treatment × time, as the study's summary computes ΔΔQTcF.
 
     Triplicates are averaged per subject × treatment × time; Δ is the change from the subject's own
@@ -97,20 +123,30 @@ def placebo_corrected(df: pl.DataFrame, columns=("qtcf_ms", "jtpeakc_ms", "tpte_
     if subjects is not None:
         df = df.filter(pl.col("subject").is_in(list(subjects)))
     trip = df.group_by("subject", "treatment", "time_h").agg(
-        *[pl.col(c).mean() for c in columns], pl.col("conc_ng_ml").mean(), pl.col("baseline").any())
+        *[pl.col(c).mean() for c in columns], pl.col("conc_ng_ml").mean(), pl.col("baseline").any()
+    )
     base = trip.filter(pl.col("baseline")).select("subject", "treatment", *[pl.col(c).alias(f"{c}_0") for c in columns])
     delta = trip.join(base, on=["subject", "treatment"]).with_columns(
-        *[(pl.col(c) - pl.col(f"{c}_0")).alias(f"d_{c}") for c in columns])
-    placebo = delta.filter(pl.col("treatment") == "placebo").group_by("time_h").agg(
-        *[pl.col(f"d_{c}").mean().alias(f"p_{c}") for c in columns])
+        *[(pl.col(c) - pl.col(f"{c}_0")).alias(f"d_{c}") for c in columns]
+    )
+    placebo = (
+        delta.filter(pl.col("treatment") == "placebo")
+        .group_by("time_h")
+        .agg(*[pl.col(f"d_{c}").mean().alias(f"p_{c}") for c in columns])
+    )
     dd = delta.join(placebo, on="time_h").with_columns(
-        *[(pl.col(f"d_{c}") - pl.col(f"p_{c}")).alias(f"dd_{c}") for c in columns])
-    return dd.group_by("treatment", "time_h").agg(
-        pl.len().alias("n_subjects"),
-        pl.col("conc_ng_ml").mean(),
-        *[pl.col(f"d_{c}").mean() for c in columns],
-        *[pl.col(f"dd_{c}").mean() for c in columns],
-    ).sort("treatment", "time_h")
+        *[(pl.col(f"d_{c}") - pl.col(f"p_{c}")).alias(f"dd_{c}") for c in columns]
+    )
+    return (
+        dd.group_by("treatment", "time_h")
+        .agg(
+            pl.len().alias("n_subjects"),
+            pl.col("conc_ng_ml").mean(),
+            *[pl.col(f"d_{c}").mean() for c in columns],
+            *[pl.col(f"dd_{c}").mean() for c in columns],
+        )
+        .sort("treatment", "time_h")
+    )
 
 
 def measured_concentrations(df: pl.DataFrame, drug: str, subjects, times_h) -> tuple[np.ndarray, dict[str, int]]:

@@ -10,6 +10,7 @@ log-normal of ``cohorts/healthy_adults.yaml`` (a random effect, as in the synthe
 
 Subjects without a usable value of some baseline interval are skipped and named in the report.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -27,18 +28,26 @@ INTERVALS = ("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")
 
 
 def _id_key(subject) -> int:
-    return int(subject) if isinstance(subject, (int, np.integer)) and subject >= 0 else zlib.crc32(str(subject).encode())
+    return (
+        int(subject) if isinstance(subject, (int, np.integer)) and subject >= 0 else zlib.crc32(str(subject).encode())
+    )
 
 
 def subject_baselines(table: pl.DataFrame) -> pl.DataFrame:
     """One row per subject: covariates and the mean of each pre-dose interval (nulls ignored), with
     ``n_baseline_ecgs``; sorted by subject."""
     base = table.filter(pl.col("baseline"))
-    return base.group_by("subject").agg(
-        pl.col("sex").first(), pl.col("age_y").first(), pl.col("weight_kg").first(),
-        pl.len().alias("n_baseline_ecgs"),
-        *[pl.col(c).mean() for c in (*INTERVALS, "qt_ms")],
-    ).sort("subject")
+    return (
+        base.group_by("subject")
+        .agg(
+            pl.col("sex").first(),
+            pl.col("age_y").first(),
+            pl.col("weight_kg").first(),
+            pl.len().alias("n_baseline_ecgs"),
+            *[pl.col(c).mean() for c in (*INTERVALS, "qt_ms")],
+        )
+        .sort("subject")
+    )
 
 
 def cohort_from_table(path: str | Path, seed: int, size: int | None = None) -> tuple[Cohort, dict]:
@@ -50,8 +59,9 @@ def cohort_from_table(path: str | Path, seed: int, size: int | None = None) -> t
     return cohort, {**report, "path": str(path), "table_quirks": quirks}
 
 
-def cohort_from_rows(table: pl.DataFrame, seed: int, size: int | None = None, subjects=None,
-                     where: str = "table") -> tuple[Cohort, dict]:
+def cohort_from_rows(
+    table: pl.DataFrame, seed: int, size: int | None = None, subjects=None, where: str = "table"
+) -> tuple[Cohort, dict]:
     """As ``cohort_from_table`` from rows already read (``load_clinical_table``), optionally only the
     given ``subjects`` (sorted by ID). A subject's drawn sensitivity depends on the seed and its ID alone,
     not on who else is in the cohort."""
@@ -81,10 +91,18 @@ def cohort_from_rows(table: pl.DataFrame, seed: int, size: int | None = None, su
     cv = real_subject_sensitivity_cv()
     z = [np.random.default_rng([seed, COHORT_STREAM, 0x7AB1E, _id_key(r["subject"])]).standard_normal() for r in usable]
     sensitivity = lognormal_sensitivity(z, cv)
-    cohort = Cohort(np.array([r["sex"] for r in usable]), np.array([r["age_y"] for r in usable], float),
-                    np.array([r["weight_kg"] for r in usable], float), sensitivity, waves)
+    cohort = Cohort(
+        np.array([r["sex"] for r in usable]),
+        np.array([r["age_y"] for r in usable], float),
+        np.array([r["weight_kg"] for r in usable], float),
+        sensitivity,
+        waves,
+    )
     report = {
-        "source": "table", "patients": len(usable), "subjects": [r["subject"] for r in usable], "skipped": skipped,
+        "source": "table",
+        "patients": len(usable),
+        "subjects": [r["subject"] for r in usable],
+        "skipped": skipped,
         "qt_fit_error_ms_max": float(np.nanmax(qt_err)) if np.isfinite(qt_err).any() else None,
         "sensitivity": f"drawn, log-normal CV {cv} (not observed in real subjects)",
     }

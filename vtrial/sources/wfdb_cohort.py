@@ -12,6 +12,7 @@ Covariates come from the header's comments where present (PTB's ``# age: 81``/``
 MIT-BIH's ``# 69 M ...``), else the healthy-adult population's means (listed per record in the
 report). Drug sensitivity is drawn as for clinical-table cohorts (``vtrial.sources.table_cohort``).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,18 @@ from vtrial.sources.population import DEFAULT_POPULATION, builtin_population, lo
 
 FIT_FS_HZ = 500
 WINDOW_S = (-0.4, 0.8)
-BYTES_PER_SAMPLE = {"8": 1, "16": 2, "61": 2, "80": 1, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3,
-                    "311": 4 / 3}
+BYTES_PER_SAMPLE = {
+    "8": 1,
+    "16": 2,
+    "61": 2,
+    "80": 1,
+    "160": 2,
+    "212": 1.5,
+    "24": 3,
+    "32": 4,
+    "310": 4 / 3,
+    "311": 4 / 3,
+}
 LEAD_ALIASES = {"ii": ("ii", "mlii", "lead ii", "d2")}
 FLAT_PTP_MV = 0.1  # a lead whose 1st–99th percentile range is below this carries no ECG
 SATURATED_SHARE = 0.01  # share of samples pinned at the lead's extreme values
@@ -95,8 +106,9 @@ def _check_dat_files(path: Path, header) -> None:
         n_in_file = sum(1 for f in header.file_name if f == fname)
         expected = int(np.ceil(header.sig_len * n_in_file * BYTES_PER_SAMPLE[fmt])) + int(header.byte_offset[i] or 0)
         if dat.stat().st_size < expected:
-            raise RecordError(f"signal file truncated: {dat.name} has {dat.stat().st_size} bytes, the header "
-                              f"implies {expected}")
+            raise RecordError(
+                f"signal file truncated: {dat.name} has {dat.stat().st_size} bytes, the header implies {expected}"
+            )
 
 
 def check_lead(x: np.ndarray, fs_hz: float) -> None:
@@ -160,8 +172,12 @@ def fit_psi(beats_mv: np.ndarray, rr_ms: np.ndarray, tolerance_ms: float = 10.0)
     m = measure(beats_mv, FIT_FS_HZ, rr_ms, window_start_s=WINDOW_S[0])
     cols = ("qt_ms", "qrs_ms", "pr_ms", "jtpeak_ms", "tpte_ms")
     ok = np.all([np.isfinite(m[c]) for c in cols], axis=0)
-    info: list[dict] = [{"method": None, "reason": f"median beat unmeasurable ({m['reason'][i] or 'an interval is missing'})"}
-                        if not ok[i] else {} for i in range(n)]
+    info: list[dict] = [
+        {"method": None, "reason": f"median beat unmeasurable ({m['reason'][i] or 'an interval is missing'})"}
+        if not ok[i]
+        else {}
+        for i in range(n)
+    ]
     w = Waves.typical(n)
     if not ok.any():
         return w, info
@@ -169,14 +185,21 @@ def fit_psi(beats_mv: np.ndarray, rr_ms: np.ndarray, tolerance_ms: float = 10.0)
     base = np.median(beats_mv, axis=1)
     h = w.height_mv.clone()
     h[:, 2] = torch.as_tensor(np.clip(np.abs(beats_mv[:, r_idx] - base), 0.1, None))
-    p_seg = beats_mv[:, r_idx - int(0.30 * FIT_FS_HZ):r_idx - int(0.06 * FIT_FS_HZ)] - base[:, None]
+    p_seg = beats_mv[:, r_idx - int(0.30 * FIT_FS_HZ) : r_idx - int(0.06 * FIT_FS_HZ)] - base[:, None]
     p_amp = np.take_along_axis(p_seg, np.abs(p_seg).argmax(axis=1)[:, None], axis=1)[:, 0]
     h[:, 0] = torch.as_tensor(np.where(np.abs(p_amp) < 0.02, 0.02, p_amp))
     t_amp = np.where(np.isfinite(m["t_amp_mv"]), m["t_amp_mv"], 0.2)
     h[:, 4] = torch.as_tensor(np.where(np.abs(t_amp) < 0.03, np.sign(t_amp + 1e-12) * 0.03, t_amp))
     fill = {c: np.where(ok, m[c], np.nanmedian(m[c][ok])) for c in ("pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")}
-    w0, _ = waves_for_intervals(rr_ms, fill["pr_ms"], fill["qrs_ms"], fill["jtpeak_ms"], fill["tpte_ms"], iterations=12,
-                                base=w.replace(height_mv=h))
+    w0, _ = waves_for_intervals(
+        rr_ms,
+        fill["pr_ms"],
+        fill["qrs_ms"],
+        fill["jtpeak_ms"],
+        fill["tpte_ms"],
+        iterations=12,
+        base=w.replace(height_mv=h),
+    )
     m0 = measure(ecgsyn_beat(w0.to_ecgsyn(), FIT_FS_HZ, WINDOW_S), FIT_FS_HZ, rr_ms, window_start_s=WINDOW_S[0])
     miss0 = np.max([np.abs(m0[c] - m[c]) for c in ("qt_ms", "qrs_ms", "pr_ms", "tpte_ms")], axis=0)
     w1, rms1 = fit_waves(beats_mv, FIT_FS_HZ, np.asarray(rr_ms) / 1000.0, WINDOW_S, init=w0, iterations=20)
@@ -185,21 +208,31 @@ def fit_psi(beats_mv: np.ndarray, rr_ms: np.ndarray, tolerance_ms: float = 10.0)
     drift = np.max([np.abs(m1[c] - m[c]) for c in ("qt_ms", "qrs_ms", "pr_ms", "tpte_ms")], axis=0)
     use_fit = np.isfinite(drift) & (drift <= tolerance_ms) & np.isfinite(rms1)
     sel = torch.as_tensor(use_fit)[:, None]
-    waves = Waves(torch.where(sel, w1.t_ms, w0.t_ms), torch.where(sel, w1.sigma_ms, w0.sigma_ms),
-                  torch.where(sel, w1.height_mv, w0.height_mv), w0.rr_s)
+    waves = Waves(
+        torch.where(sel, w1.t_ms, w0.t_ms),
+        torch.where(sel, w1.sigma_ms, w0.sigma_ms),
+        torch.where(sel, w1.height_mv, w0.height_mv),
+        w0.rr_s,
+    )
     for i in np.flatnonzero(ok):
         if not use_fit[i] and not miss0[i] <= tolerance_ms:
-            info[i] = {"method": None, "reason": f"no ECGSYN beat found with the median beat's intervals (off by "
-                                                 f"{miss0[i]:.0f} ms; T amplitude {m['t_amp_mv'][i]:.2f} mV)"}
+            info[i] = {
+                "method": None,
+                "reason": f"no ECGSYN beat found with the median beat's intervals (off by "
+                f"{miss0[i]:.0f} ms; T amplitude {m['t_amp_mv'][i]:.2f} mV)",
+            }
             continue
-        info[i] = {"method": "waveform" if use_fit[i] else "intervals",
-                   "fit_rms_mv": float(rms1[i] if use_fit[i] else rms0[i]),
-                   **{c: float(m[c][i]) for c in cols}}
+        info[i] = {
+            "method": "waveform" if use_fit[i] else "intervals",
+            "fit_rms_mv": float(rms1[i] if use_fit[i] else rms0[i]),
+            **{c: float(m[c][i]) for c in cols},
+        }
     return waves, info
 
 
-def cohort_from_wfdb(folder: str | Path, seed: int, lead: str = "II", size: int | None = None,
-                     strict: bool = False) -> tuple[Cohort, dict]:
+def cohort_from_wfdb(
+    folder: str | Path, seed: int, lead: str = "II", size: int | None = None, strict: bool = False
+) -> tuple[Cohort, dict]:
     """The cohort of a folder of WFDB records (the first ``size`` usable records by name, default all) and
     its report: patients, skipped records with reasons, covariates defaulted, ECGSYN fit residuals."""
     paths = find_records(folder)
@@ -214,8 +247,11 @@ def cohort_from_wfdb(folder: str | Path, seed: int, lead: str = "II", size: int 
                 raise RecordError(f"{p}: {exc}") from None
             skipped.append({"record": str(p.relative_to(folder)), "reason": str(exc)})
     if not records:
-        raise RecordError(f"{folder}: no usable record ({len(skipped)} skipped: "
-                          + "; ".join(f"{s['record']}: {s['reason']}" for s in skipped) + ")")
+        raise RecordError(
+            f"{folder}: no usable record ({len(skipped)} skipped: "
+            + "; ".join(f"{s['record']}: {s['reason']}" for s in skipped)
+            + ")"
+        )
     if size is not None:
         if size > len(records):
             raise ValueError(f"{folder}: cohort.size = {size} but only {len(records)} records are usable")
@@ -230,21 +266,38 @@ def cohort_from_wfdb(folder: str | Path, seed: int, lead: str = "II", size: int 
         keep = np.flatnonzero(~bad)
         records, fit_info = [records[i] for i in keep], [fit_info[i] for i in keep]
         waves = waves.index(keep)
-    pop = load_population(builtin_population(DEFAULT_POPULATION))  # covariates a header does not give, and the sensitivity CV
+    pop = load_population(
+        builtin_population(DEFAULT_POPULATION)
+    )  # covariates a header does not give, and the sensitivity CV
     cov = pop["covariates"]
-    defaulted = {r.name: [k for k, v in (("age_y", r.age_y), ("sex", r.sex)) if v is None] + ["weight_kg"]
-                 for r in records}
+    defaulted = {
+        r.name: [k for k, v in (("age_y", r.age_y), ("sex", r.sex)) if v is None] + ["weight_kg"] for r in records
+    }
     sex = np.array([r.sex or ("F" if cov["female_fraction"] >= 0.5 else "M") for r in records])
     age = np.array([cov["age_y"]["mean"] if r.age_y is None else r.age_y for r in records], float)
     weight = np.full(len(records), float(cov["weight_kg"]["mean"]))
     cv = pop["sensitivity"]["drug_effect_cv"]
-    sensitivity = lognormal_sensitivity(np.random.default_rng([seed, COHORT_STREAM, 0x3FDB]).standard_normal(len(records)), cv)
+    sensitivity = lognormal_sensitivity(
+        np.random.default_rng([seed, COHORT_STREAM, 0x3FDB]).standard_normal(len(records)), cv
+    )
     cohort = Cohort(sex, age, weight, sensitivity, waves)
     report = {
-        "source": "wfdb", "path": str(folder), "lead": lead, "patients": len(records),
-        "records": [{"record": r.name, "leads": r.lead_names, "lead_used": r.lead_names[r.lead], "rr_ms": r.rr_ms,
-                     "n_beats": r.n_beats, **f, "defaulted_covariates": defaulted[r.name]}
-                    for r, f in zip(records, fit_info)],
+        "source": "wfdb",
+        "path": str(folder),
+        "lead": lead,
+        "patients": len(records),
+        "records": [
+            {
+                "record": r.name,
+                "leads": r.lead_names,
+                "lead_used": r.lead_names[r.lead],
+                "rr_ms": r.rr_ms,
+                "n_beats": r.n_beats,
+                **f,
+                "defaulted_covariates": defaulted[r.name],
+            }
+            for r, f in zip(records, fit_info)
+        ],
         "skipped": skipped,
         "sensitivity": f"drawn, log-normal CV {cv} (not observed in real subjects)",
     }

@@ -12,6 +12,7 @@ kinetics (``herg_binding``): then the steady-state block of the paced dynamic hE
 asked (``get_drug(name, herg_model="dynamic")``; a protocol's ``herg_model``): the block→ECG map is
 calibrated with Hill block, and the dynamic model is the alternative CiPA recommends.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -106,12 +107,23 @@ class Drug:
     def pk_params(self) -> PKParams:
         """Typical-value PK parameters (B = 1); raises if the drug has no PK."""
         if self.pk is None:
-            raise ValueError(f"drug {self.name!r} has no PK parameters; give a fixed exposure "
-                             f"(e.g. multiples of free Cmax) or define its pk inline")
+            raise ValueError(
+                f"drug {self.name!r} has no PK parameters; give a fixed exposure "
+                f"(e.g. multiples of free Cmax) or define its pk inline"
+            )
         p = self.pk
-        return PKParams(cl_l_h=np.array([p.cl_l_h]), v1_l=np.array([p.v1_l]), ka_per_h=np.array([p.ka_per_h]),
-                        q_l_h=p.q_l_h, v2_l=p.v2_l, ke0_per_h=p.ke0_per_h, tlag_h=p.tlag_h,
-                        f_bio=self.salt_factor, fu=self.fu, mw_g_mol=self.mw_g_mol)
+        return PKParams(
+            cl_l_h=np.array([p.cl_l_h]),
+            v1_l=np.array([p.v1_l]),
+            ka_per_h=np.array([p.ka_per_h]),
+            q_l_h=p.q_l_h,
+            v2_l=p.v2_l,
+            ke0_per_h=p.ke0_per_h,
+            tlag_h=p.tlag_h,
+            f_bio=self.salt_factor,
+            fu=self.fu,
+            mw_g_mol=self.mw_g_mol,
+        )
 
     def variability(self) -> Variability:
         p = self.pk
@@ -201,13 +213,21 @@ def drug_table(herg_model: str = "static") -> list[dict[str, str]]:
     for name in known_drugs():
         d = get_drug(name, herg_model)
         blocked = [f"{ch} {_plain(v)}" for ch, v in d.ic50_nM.items() if v is not None and v > 0]
-        rows.append({
-            "drug": name, "tdp_risk": d.tdp_label or "—",
-            "channels": ", ".join(blocked) or "none",
-            "free_cmax_nM": "—" if d.free_cmax_nM is None else f"{d.free_cmax_nM:.3g}",
-            "pk": "no" if d.pk is None else f"yes (ke0 {d.pk.ke0_per_h:.3g}/h)" if math.isfinite(d.pk.ke0_per_h) else "yes",
-            "herg_kinetics": ("yes, used" if d.herg_binding is not None else "yes (--herg-model dynamic)")
-            if name in kinetics else "no",
-            "sources": "; ".join(d.references),
-        })
+        rows.append(
+            {
+                "drug": name,
+                "tdp_risk": d.tdp_label or "—",
+                "channels": ", ".join(blocked) or "none",
+                "free_cmax_nM": "—" if d.free_cmax_nM is None else f"{d.free_cmax_nM:.3g}",
+                "pk": "no"
+                if d.pk is None
+                else f"yes (ke0 {d.pk.ke0_per_h:.3g}/h)"
+                if math.isfinite(d.pk.ke0_per_h)
+                else "yes",
+                "herg_kinetics": ("yes, used" if d.herg_binding is not None else "yes (--herg-model dynamic)")
+                if name in kinetics
+                else "no",
+                "sources": "; ".join(d.references),
+            }
+        )
     return rows

@@ -1,6 +1,7 @@
 """Exposure of every (arm, patient, time): PK with inter-individual variability → free concentrations
 → combined ion-channel block. Pure computation on a validated protocol and its cohort.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -21,8 +22,14 @@ def _pk_rng(seed: int, drug: str) -> np.random.Generator:
 def _doses(arm_drug) -> list[DoseEvent]:
     d = arm_drug
     route = d.route
-    return regimen(d.dose.mg, route, start_h=d.start_h, interval_h=d.regimen.interval_h,
-                   count=d.regimen.count, duration_h=d.infusion_h or 0.0)
+    return regimen(
+        d.dose.mg,
+        route,
+        start_h=d.start_h,
+        interval_h=d.regimen.interval_h,
+        count=d.regimen.count,
+        duration_h=d.infusion_h or 0.0,
+    )
 
 
 def arm_exposure(protocol, arm, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +42,11 @@ def arm_exposure(protocol, arm, size: int) -> tuple[np.ndarray, np.ndarray]:
     for d in arm.drugs:
         drug = protocol.drug(d.drug)
         if d.exposure is not None:
-            level = (d.exposure.conc_free_nM if d.exposure.conc_free_nM is not None
-                     else d.exposure.multiple_of_free_cmax * drug.free_cmax_nM)
+            level = (
+                d.exposure.conc_free_nM
+                if d.exposure.conc_free_nM is not None
+                else d.exposure.multiple_of_free_cmax * drug.free_cmax_nM
+            )
             c = np.where(times >= d.start_h, level, 0.0)
             c[0] = 0.0  # the first time is the pre-dose baseline
             c = np.broadcast_to(c, (size, n_t))

@@ -9,6 +9,7 @@ Pure: nothing here reads the disk beyond the protocol file itself. Whether the f
 exist is checked by ``vtrial.sources.locate`` (cohort data) and ``vtrial.sampling.registry``
 (checkpoints); ``vtrial.trial.load_protocol`` runs all three.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -25,8 +26,21 @@ from vtrial.spec.drugs import Drug, get_drug, known_drugs
 from vtrial.spec.samplers import DEFAULT_SAMPLER, SAMPLER_SETTINGS, SAMPLERS, unknown_settings
 
 DOSE_UNITS_TO_MG = {"ng": 1e-6, "ug": 1e-3, "µg": 1e-3, "mcg": 1e-3, "mg": 1.0, "g": 1e3}
-ENDPOINTS = ("qtcf", "dqtcf", "ddqtcf", "jtpeakc", "tpte", "qrs", "pr", "hr",
-             "qtcf_gt_450", "qtcf_gt_480", "qtcf_gt_500", "dqtcf_gt_30", "dqtcf_gt_60")
+ENDPOINTS = (
+    "qtcf",
+    "dqtcf",
+    "ddqtcf",
+    "jtpeakc",
+    "tpte",
+    "qrs",
+    "pr",
+    "hr",
+    "qtcf_gt_450",
+    "qtcf_gt_480",
+    "qtcf_gt_500",
+    "dqtcf_gt_30",
+    "dqtcf_gt_60",
+)
 
 
 class ProtocolError(ValueError):
@@ -241,8 +255,10 @@ class Protocol(_Model):
     compute: Compute = Compute()
     risk: Risk = Risk()
     herg_model: Literal["static", "dynamic"] = Field(
-        default="static", description="hERG block: Hill equation (static, what the block→ECG map is calibrated "
-        "with) or the paced CiPA dynamic hERG model for drugs with binding kinetics (dynamic)")
+        default="static",
+        description="hERG block: Hill equation (static, what the block→ECG map is calibrated "
+        "with) or the paced CiPA dynamic hERG model for drugs with binding kinetics (dynamic)",
+    )
     output: Output = Output()
     tracking: Tracking = Tracking()
 
@@ -345,8 +361,10 @@ def _semantic_problems(p: Protocol) -> list[str]:
                 continue
             drug = p.drug(d.drug)
             if d.dose is not None and drug.pk is None:
-                problems.append(f"{where}.dose: drug {d.drug!r} has no PK; give exposure (e.g. multiple_of_free_cmax) "
-                                f"or define pk inline")
+                problems.append(
+                    f"{where}.dose: drug {d.drug!r} has no PK; give exposure (e.g. multiple_of_free_cmax) "
+                    f"or define pk inline"
+                )
             if d.exposure is not None and d.exposure.multiple_of_free_cmax is not None and drug.free_cmax_nM is None:
                 problems.append(f"{where}.exposure: drug {d.drug!r} has no free_cmax_nM")
     for name in p.drugs:
@@ -356,8 +374,10 @@ def _semantic_problems(p: Protocol) -> list[str]:
             problems.append(f"drugs.{name}: {exc}")
     unknown = unknown_settings(p.sampling.sampler, p.sampling.settings)
     if unknown:
-        problems.append(f"sampling.settings: unknown settings {unknown}; available: "
-                        f"{', '.join(SAMPLER_SETTINGS[p.sampling.sampler])}")
+        problems.append(
+            f"sampling.settings: unknown settings {unknown}; available: "
+            f"{', '.join(SAMPLER_SETTINGS[p.sampling.sampler])}"
+        )
     return problems
 
 

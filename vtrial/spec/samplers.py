@@ -4,6 +4,7 @@ This is the one list of samplers: the protocol validates ``sampling.sampler`` an
 against it, the CLI offers its names, and ``vtrial.sampling.registry`` binds each name to its class,
 which reads its defaults from here.
 """
+
 from __future__ import annotations
 
 SAMPLER_SETTINGS: dict[str, dict[str, float]] = {

@@ -6,6 +6,7 @@ once per arm and cached), so the driver holds the cohort and a few arms' exposur
 expanded trial: memory stays flat as the trial grows. ``unit_table`` builds every unit at once (small
 trials, tests, the ECGRDVQ benchmark); both lay units out identically. Pure computation.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -16,8 +17,15 @@ import numpy as np
 from vtrial.spec.exposure import arm_exposure
 
 
-def units_at(cohort, exposure: Callable[[int], tuple[np.ndarray, np.ndarray]], a_idx: np.ndarray,
-             p_idx: np.ndarray, t_idx: np.ndarray, times_h, patient_ids=None) -> dict[str, np.ndarray]:
+def units_at(
+    cohort,
+    exposure: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    a_idx: np.ndarray,
+    p_idx: np.ndarray,
+    t_idx: np.ndarray,
+    times_h,
+    patient_ids=None,
+) -> dict[str, np.ndarray]:
     """The units at (arm, patient, time) indices; ``exposure(arm)`` → (conc (N, T) free nM, block (N, T, 7)).
     ``patient``: the index, or ``patient_ids`` (e.g. a study's subject IDs, which then key each unit's
     randomness)."""
@@ -34,14 +42,19 @@ def units_at(cohort, exposure: Callable[[int], tuple[np.ndarray, np.ndarray]], a
     w = cohort.waves
     patient = p_idx.astype(np.int32) if patient_ids is None else np.asarray(patient_ids, np.int64)[p_idx]
     return {
-        "arm_idx": a_idx.astype(np.int32), "patient": patient, "time_idx": t_idx.astype(np.int32),
+        "arm_idx": a_idx.astype(np.int32),
+        "patient": patient,
+        "time_idx": t_idx.astype(np.int32),
         "time_h": np.asarray(times_h, float)[t_idx],
         "conc_free_nM": conc,
         "block": block if block is not None else np.empty((0, 7)),
-        "t_ms": w.t_ms.numpy()[p_idx], "sigma_ms": w.sigma_ms.numpy()[p_idx],
-        "height_mv": w.height_mv.numpy()[p_idx], "rr_s": w.rr_s.numpy()[p_idx],
+        "t_ms": w.t_ms.numpy()[p_idx],
+        "sigma_ms": w.sigma_ms.numpy()[p_idx],
+        "height_mv": w.height_mv.numpy()[p_idx],
+        "rr_s": w.rr_s.numpy()[p_idx],
         "sensitivity": cohort.sensitivity[p_idx],
-        "female": (cohort.sex == "F").astype(np.float64)[p_idx], "age_y": cohort.age_y[p_idx],
+        "female": (cohort.sex == "F").astype(np.float64)[p_idx],
+        "age_y": cohort.age_y[p_idx],
         "weight_kg": cohort.weight_kg[p_idx],
     }
 

@@ -4,6 +4,7 @@ summary and comparisons, concentration–QTc per drug, TdP categories, and the r
 Pure computation on the protocol and the samples (a polars LazyFrame); the engine and ``vtrial report``
 both call ``analyse``, so a report regenerated from a run folder equals the one the run wrote.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,9 +70,13 @@ def analyse(protocol: Protocol, samples: pl.LazyFrame, tdp_classifier: TdpClassi
     for row in summary.iter_rows(named=True):
         arm = row["arm"]
         metrics[f"invalid_samples.{arm}"] = row["invalid_samples"]
-        named = {f"peak_{row['endpoint']}.{arm}": row["peak_ms"],
-                 f"peak_{row['endpoint']}_ci90_hi.{arm}": row["ci90_hi_ms"],
-                 f"mu_r_ms.{arm}": row["mu_r_ms"], f"sigma_r_ms.{arm}": row["sigma_r_ms"], f"score_ms.{arm}": row["score_ms"]}
+        named = {
+            f"peak_{row['endpoint']}.{arm}": row["peak_ms"],
+            f"peak_{row['endpoint']}_ci90_hi.{arm}": row["ci90_hi_ms"],
+            f"mu_r_ms.{arm}": row["mu_r_ms"],
+            f"sigma_r_ms.{arm}": row["sigma_r_ms"],
+            f"score_ms.{arm}": row["score_ms"],
+        }
         metrics.update({k: v for k, v in named.items() if v is not None})
         if row["e14_negative"] is not None:
             metrics[f"e14_negative.{arm}"] = float(row["e14_negative"])
@@ -94,14 +99,25 @@ def analyse(protocol: Protocol, samples: pl.LazyFrame, tdp_classifier: TdpClassi
             mine = sorted((m, i) for i, (d, m) in exposure.items() if d == drug)
             at = next((i for m, i in mine if m >= 1.0), mine[-1][1])
             score_1x[drug] = scores.get(at)
-        tdp, tdp_metrics, clf = tdp_table(features, categories, score_1x, clf, protocol.sampling.sampler,
-                                           protocol.herg_model)
+        tdp, tdp_metrics, clf = tdp_table(
+            features, categories, score_1x, clf, protocol.sampling.sampler, protocol.herg_model
+        )
         metrics.update(tdp_metrics)
         if clf is not None and clf.sampler and clf.sampler != protocol.sampling.sampler:
-            warnings.append(f"TdP thresholds were fitted on the {clf.sampler!r} sampler, this run uses "
-                            f"{protocol.sampling.sampler!r}")
+            warnings.append(
+                f"TdP thresholds were fitted on the {clf.sampler!r} sampler, this run uses "
+                f"{protocol.sampling.sampler!r}"
+            )
     elif exposure:
         warnings.append("TdP categories need ΔΔQTcF: the protocol has no placebo arm")
-    return Analysis(patients, arms, summary, comparisons, cqtc, tdp, {k: v for k, v in metrics.items()
-                                                                      if v is not None and np.isfinite(v)},
-                    warnings, clf)
+    return Analysis(
+        patients,
+        arms,
+        summary,
+        comparisons,
+        cqtc,
+        tdp,
+        {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)},
+        warnings,
+        clf,
+    )

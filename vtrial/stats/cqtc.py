@@ -9,6 +9,7 @@ the S samples at every post-dose time, on the drug's arms and on placebo. The pr
 effect at concentration C is ΔΔQTcF(C) = θ2 + θ1·C, reported at the geometric mean over patients of
 each patient's highest concentration (Cmax) with its two-sided 90% CI from the fixed effects' covariance.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,7 +34,9 @@ def fit_mixed(formula: str, data, groups, slope: str = "c"):
             except (np.linalg.LinAlgError, ValueError) as exc:
                 caught.append(f"{re_formula}: {exc}")
                 continue
-        msgs = [str(x.message) for x in w if "converge" in str(x.message).lower() or "singular" in str(x.message).lower()]
+        msgs = [
+            str(x.message) for x in w if "converge" in str(x.message).lower() or "singular" in str(x.message).lower()
+        ]
         if fit.converged and not (re_formula != "~1" and msgs):
             return fit, re_formula, caught + msgs
         caught += [f"{re_formula}: {m}" for m in msgs] or [f"{re_formula}: did not converge"]
@@ -72,14 +75,21 @@ def fit_cqtc(data: pl.DataFrame) -> dict:
         lin[names.index("trt")] = 1.0
     pred = float(lin @ beta)
     pred_se = float(np.sqrt(lin @ cov @ lin))
-    return {"status": "ok", "n_obs": len(d), "n_patients": int(d["patient"].nunique()),
-            "random_effects": "intercept + slope" if random == "~c" else "intercept",
-            "slope_ms_per_nM": float(slope), "slope_ci90_lo": float(slope - z * slope_se),
-            "slope_ci90_hi": float(slope + z * slope_se),
-            "trt_effect_ms": float(beta[names.index("trt")]) if has_placebo else None,
-            "gm_cmax_free_nM": gm_cmax, "ddqtcf_at_gm_cmax_ms": pred,
-            "ddqtcf_at_gm_cmax_ci90_lo": pred - z * pred_se, "ddqtcf_at_gm_cmax_ci90_hi": pred + z * pred_se,
-            "warnings": "; ".join(caught) or None}
+    return {
+        "status": "ok",
+        "n_obs": len(d),
+        "n_patients": int(d["patient"].nunique()),
+        "random_effects": "intercept + slope" if random == "~c" else "intercept",
+        "slope_ms_per_nM": float(slope),
+        "slope_ci90_lo": float(slope - z * slope_se),
+        "slope_ci90_hi": float(slope + z * slope_se),
+        "trt_effect_ms": float(beta[names.index("trt")]) if has_placebo else None,
+        "gm_cmax_free_nM": gm_cmax,
+        "ddqtcf_at_gm_cmax_ms": pred,
+        "ddqtcf_at_gm_cmax_ci90_lo": pred - z * pred_se,
+        "ddqtcf_at_gm_cmax_ci90_hi": pred + z * pred_se,
+        "warnings": "; ".join(caught) or None,
+    }
 
 
 def cqtc_by_drug(patients: pl.DataFrame, arm_drugs: dict[int, str | None], placebo_idx: int | None) -> pl.DataFrame:
@@ -97,10 +107,32 @@ def cqtc_by_drug(patients: pl.DataFrame, arm_drugs: dict[int, str | None], place
         cols = ["patient", "arm_idx", "time_idx", "conc_free_nM", "dqtcf_ms_mean", "qtcf_ms_base", "trt"]
         res = fit_cqtc(sel.select(cols))
         rows.append({"drug": drug, "arms": ",".join(map(str, arms)), **res})
-    schema_order = ["drug", "arms", "status", "n_obs", "n_patients", "random_effects", "slope_ms_per_nM",
-                    "slope_ci90_lo", "slope_ci90_hi", "trt_effect_ms", "gm_cmax_free_nM", "ddqtcf_at_gm_cmax_ms",
-                    "ddqtcf_at_gm_cmax_ci90_lo", "ddqtcf_at_gm_cmax_ci90_hi", "warnings"]
+    schema_order = [
+        "drug",
+        "arms",
+        "status",
+        "n_obs",
+        "n_patients",
+        "random_effects",
+        "slope_ms_per_nM",
+        "slope_ci90_lo",
+        "slope_ci90_hi",
+        "trt_effect_ms",
+        "gm_cmax_free_nM",
+        "ddqtcf_at_gm_cmax_ms",
+        "ddqtcf_at_gm_cmax_ci90_lo",
+        "ddqtcf_at_gm_cmax_ci90_hi",
+        "warnings",
+    ]
     full = [{k: r.get(k) for k in schema_order} for r in rows]
-    schema = {k: (pl.Utf8 if k in ("drug", "arms", "status", "random_effects", "warnings") else
-                  pl.Int64 if k in ("n_obs", "n_patients") else pl.Float64) for k in schema_order}
+    schema = {
+        k: (
+            pl.Utf8
+            if k in ("drug", "arms", "status", "random_effects", "warnings")
+            else pl.Int64
+            if k in ("n_obs", "n_patients")
+            else pl.Float64
+        )
+        for k in schema_order
+    }
     return pl.DataFrame(full, schema=schema)

@@ -2,6 +2,7 @@
 central predictive intervals, CRPS, and for each categorical endpoint the Brier score and a reliability
 table. Pure numpy/polars; ``samples`` is (n, S) — S predictive draws for each of n observed values.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,14 +61,21 @@ def reliability_table(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> 
     rows = []
     for b in range(bins):
         m = idx == b
-        rows.append({"bin_lo": b / bins, "bin_hi": (b + 1) / bins, "n": int(m.sum()),
-                     "mean_predicted": float(p[m].mean()) if m.any() else None,
-                     "observed_frequency": float(o[m].mean()) if m.any() else None})
+        rows.append(
+            {
+                "bin_lo": b / bins,
+                "bin_hi": (b + 1) / bins,
+                "n": int(m.sum()),
+                "mean_predicted": float(p[m].mean()) if m.any() else None,
+                "observed_frequency": float(o[m].mean()) if m.any() else None,
+            }
+        )
     return pl.DataFrame(rows)
 
 
-def calibration(samples: np.ndarray, truth: np.ndarray, thresholds: dict[str, float] | None = None,
-                bins: int = 10) -> tuple[dict[str, float], dict[str, pl.DataFrame]]:
+def calibration(
+    samples: np.ndarray, truth: np.ndarray, thresholds: dict[str, float] | None = None, bins: int = 10
+) -> tuple[dict[str, float], dict[str, pl.DataFrame]]:
     """Scalars (coverage50, coverage90, crps, crps_fair, brier.NAME) and a reliability table per threshold
     NAME (event: value > threshold); ``crps_ensemble`` for the two CRPS."""
     out = {"coverage50": interval_coverage(samples, truth, 0.50), "coverage90": interval_coverage(samples, truth, 0.90)}

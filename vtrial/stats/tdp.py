@@ -8,6 +8,7 @@ multiple, and two thresholds (low | intermediate | high), chosen to maximise the
 the widest margin, then the order of ``FEATURES`` and of the multiples). Leave-one-drug-out accuracy
 refits the whole choice — feature, multiple and thresholds — without the drug it then predicts.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,10 +59,16 @@ def drug_features(arms: pl.DataFrame, arm_exposure: dict[int, tuple[str, float]]
     post = arms.filter(pl.col("time_idx") > 0)
     for arm_idx, (drug, multiple) in arm_exposure.items():
         a = post.filter(pl.col("arm_idx") == arm_idx)
-        rows.append({"drug": drug, "multiple": float(multiple),
-                     **{f: (float(a[f].mean()) if a[f].is_not_null().any() else None) for f in FEATURES}})
-    return pl.DataFrame(rows, schema={"drug": pl.Utf8, "multiple": pl.Float64, "ddqtcf_ms": pl.Float64,
-                                      "ddjtpeakc_ms": pl.Float64})
+        rows.append(
+            {
+                "drug": drug,
+                "multiple": float(multiple),
+                **{f: (float(a[f].mean()) if a[f].is_not_null().any() else None) for f in FEATURES},
+            }
+        )
+    return pl.DataFrame(
+        rows, schema={"drug": pl.Utf8, "multiple": pl.Float64, "ddqtcf_ms": pl.Float64, "ddjtpeakc_ms": pl.Float64}
+    )
 
 
 def _matrix(features: pl.DataFrame, feature: str, multiple: float, drugs: list[str]) -> np.ndarray:
@@ -85,8 +92,9 @@ def _best_thresholds(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int, f
     return best[2], best[3], best[0], best[1]
 
 
-def fit_classifier(features: pl.DataFrame, categories: dict[str, int], sampler: str | None = None,
-                   herg_model: str | None = None) -> TdpClassifier:
+def fit_classifier(
+    features: pl.DataFrame, categories: dict[str, int], sampler: str | None = None, herg_model: str | None = None
+) -> TdpClassifier:
     """Choose feature, multiple and thresholds on the drugs of ``categories`` present in ``features``."""
     drugs = sorted(d for d in set(features["drug"].to_list()) if d in categories)
     if len({categories[d] for d in drugs}) < 2:
@@ -104,8 +112,9 @@ def fit_classifier(features: pl.DataFrame, categories: dict[str, int], sampler: 
                 key, best = (correct, margin), (feature, m, lo, hi, correct / len(drugs))
     if best is None:
         raise ValueError("no multiple of free Cmax at which every training drug has both features")
-    return TdpClassifier(best[0], best[1], float(best[2]), float(best[3]), float(best[4]), tuple(drugs), sampler,
-                         herg_model)
+    return TdpClassifier(
+        best[0], best[1], float(best[2]), float(best[3]), float(best[4]), tuple(drugs), sampler, herg_model
+    )
 
 
 def predict_drugs(clf: TdpClassifier, features: pl.DataFrame) -> dict[str, float]:
@@ -130,9 +139,14 @@ def leave_one_drug_out(features: pl.DataFrame, categories: dict[str, int]) -> di
     return out
 
 
-def tdp_table(features: pl.DataFrame, categories: dict[str, int], score_at_1x: dict[str, float],
-              clf: TdpClassifier | None, sampler: str | None = None,
-              herg_model: str | None = None) -> tuple[pl.DataFrame, dict, TdpClassifier | None]:
+def tdp_table(
+    features: pl.DataFrame,
+    categories: dict[str, int],
+    score_at_1x: dict[str, float],
+    clf: TdpClassifier | None,
+    sampler: str | None = None,
+    herg_model: str | None = None,
+) -> tuple[pl.DataFrame, dict, TdpClassifier | None]:
     """Per drug: known and predicted category (by the classifier fitted on this run's training drugs when
     it has ≥ 2 categories, else by ``clf``), leave-one-drug-out prediction, features. Metrics:
     ``tdp_lodo_accuracy`` and ``tdp_rank_spearman`` (S(a) at 1× free Cmax vs the known category)."""
@@ -153,9 +167,13 @@ def tdp_table(features: pl.DataFrame, categories: dict[str, int], score_at_1x: d
     rows = []
     for d in sorted(set(features["drug"].to_list())):
         p = pred.get(d, np.nan)
-        row = {"drug": d, "known": categories.get(d), "predicted": None if not np.isfinite(p) else int(p),
-               "lodo_predicted": None if not np.isfinite(lodo.get(d, np.nan)) else int(lodo[d]),
-               "score_at_1x_ms": score_at_1x.get(d)}
+        row = {
+            "drug": d,
+            "known": categories.get(d),
+            "predicted": None if not np.isfinite(p) else int(p),
+            "lodo_predicted": None if not np.isfinite(lodo.get(d, np.nan)) else int(lodo[d]),
+            "score_at_1x_ms": score_at_1x.get(d),
+        }
         for r in features.filter(pl.col("drug") == d).sort("multiple").iter_rows(named=True):
             for f in FEATURES:
                 row[f"{f}_at_{r['multiple']:g}x"] = r[f]

@@ -55,6 +55,7 @@ block. One that does not read it (``checkpoint``: a model trained on the shipped
 map: its drugs' effect delays are refitted in each fold for that map (``epk_fit.fit_ke0``), its figures
 are in-sample for the map (``"out_of_fold": false``) and it has no leave-one-drug-out figure.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,8 +101,16 @@ def split_subjects(subjects, folds: int, seed: int = SPLIT_SEED) -> list[list]:
     return [sorted(subjects[i] for i in part) for part in np.array_split(order, folds)]
 
 
-def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.ndarray, seed: int,
-           draws: int, exposure: str = "measured", potency: dict[str, float] | None = None) -> dict:
+def _units(
+    table: pl.DataFrame,
+    subjects,
+    ke0: dict[str, float],
+    times_h: np.ndarray,
+    seed: int,
+    draws: int,
+    exposure: str = "measured",
+    potency: dict[str, float] | None = None,
+) -> dict:
     """Work units (treatment, subject × draw, time) for the study's periods. A test subject's baseline is
     their own; their drug sensitivity is unknown: each of ``draws`` copies gets its own draw (the cohort's
     sensitivity CV), from seeds that depend on the subject's ID alone. Exposure: ``"measured"``, the
@@ -117,8 +126,13 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
     row = np.repeat(np.arange(len(ids)), draws)
     keys = ids[row] * DRAW_KEY + np.tile(np.arange(draws), len(ids))
     z = np.concatenate([np.random.default_rng([seed, SENSITIVITY_STREAM, int(i)]).standard_normal(draws) for i in ids])
-    copies = Cohort(cohort.sex[row], cohort.age_y[row], cohort.weight_kg[row],
-                    lognormal_sensitivity(z, real_subject_sensitivity_cv()), cohort.waves.index(row))
+    copies = Cohort(
+        cohort.sex[row],
+        cohort.age_y[row],
+        cohort.weight_kg[row],
+        lognormal_sensitivity(z, real_subject_sensitivity_cv()),
+        cohort.waves.index(row),
+    )
     doses = {d: float(table.filter(pl.col("treatment") == d)["dose_mg"][0]) for d in DRUGS}
     n, n_t = len(keys), len(times_h)
     conc = np.zeros((len(TREATMENTS), n, n_t))
@@ -129,8 +143,11 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
         drug = get_drug(d)
         typical = replace(drug.pk_params(), ke0_per_h=ke0[d])
         f = (potency or {}).get(d, 1.0)
-        measured = (measured_free_nM(table, d, list(ids), times_h) if exposure == "measured"
-                    else np.full((len(ids), n_t), np.nan))
+        measured = (
+            measured_free_nM(table, d, list(ids), times_h)
+            if exposure == "measured"
+            else np.full((len(ids), n_t), np.nan)
+        )
         for j, sid in enumerate(ids):
             rows = slice(j * draws, (j + 1) * draws)
             if np.isfinite(measured[j]).all():
@@ -138,8 +155,9 @@ def _units(table: pl.DataFrame, subjects, ke0: dict[str, float], times_h: np.nda
                 block[a, rows] = drug.block(f * effect_site(times_h, measured[j], ke0[d]))
                 continue
             rng = np.random.default_rng([seed, PK_STREAM, int(sid), zlib.crc32(d.encode())])
-            exp = concentrations(sample_individuals(typical, drug.variability(), draws, rng),
-                                 [DoseEvent(0.0, doses[d], "oral")], times_h)
+            exp = concentrations(
+                sample_individuals(typical, drug.variability(), draws, rng), [DoseEvent(0.0, doses[d], "oral")], times_h
+            )
             conc[a, rows] = exp.conc_free_nM
             block[a, rows] = drug.block(f * exp.conc_effect_free_nM)
     return unit_table(copies, conc, block, times_h, patient_ids=keys)
@@ -151,9 +169,22 @@ def effective_draws(draws: int | None, samples: int) -> int:
     return samples if draws is None else min(draws, samples)
 
 
-def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str, float], sampler: str,
-             samples: int, seed: int, times_h, draws: int | None = None, batch: int = 2048, exposure: str = "measured",
-             treatments=TREATMENTS, checkpoint=None, potency: dict[str, float] | None = None) -> pl.DataFrame:
+def simulate(
+    table: pl.DataFrame,
+    subjects,
+    coef: EpkCoefficients,
+    ke0: dict[str, float],
+    sampler: str,
+    samples: int,
+    seed: int,
+    times_h,
+    draws: int | None = None,
+    batch: int = 2048,
+    exposure: str = "measured",
+    treatments=TREATMENTS,
+    checkpoint=None,
+    potency: dict[str, float] | None = None,
+) -> pl.DataFrame:
     """Sample rows (subject, treatment, time_h, sample, qtcf_ms, jtpeakc_ms, tpte_ms, valid) of the test
     subjects under ``treatments`` (the five periods): ``samples`` per subject and time, spread over ``draws``
     draws of the subject's unknown sensitivity (and PK, with library exposure; default: one per sample, so
@@ -175,30 +206,47 @@ def simulate(table: pl.DataFrame, subjects, coef: EpkCoefficients, ke0: dict[str
     parts = []
     n = len(units["patient"])
     for lo in range(0, n, batch):
-        sl = {k: v[lo:lo + batch] for k, v in units.items()}
+        sl = {k: v[lo : lo + batch] for k, v in units.items()}
         r = smp.sample(sl, seed)
-        parts.append(pl.DataFrame({
-            "subject": r["patient"] // DRAW_KEY, "treatment": np.asarray(TREATMENTS)[r["arm_idx"]], "time_h": r["time_h"],
-            "sample": r["sample"], "qtcf_ms": r["qtcf_ms"], "jtpeakc_ms": r["jtpeakc_ms"], "tpte_ms": r["tpte_ms"],
-            "valid": r["valid"]}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "subject": r["patient"] // DRAW_KEY,
+                    "treatment": np.asarray(TREATMENTS)[r["arm_idx"]],
+                    "time_h": r["time_h"],
+                    "sample": r["sample"],
+                    "qtcf_ms": r["qtcf_ms"],
+                    "jtpeakc_ms": r["jtpeakc_ms"],
+                    "tpte_ms": r["tpte_ms"],
+                    "valid": r["valid"],
+                }
+            )
+        )
     return pl.concat(parts).with_columns(pl.col("subject").cast(pl.Int64))
 
 
 def _observed_ecgs(table: pl.DataFrame, subjects) -> pl.DataFrame:
     """Each ECG with ΔQTcF from the subject's pre-dose mean in the same period."""
     t = table.filter(pl.col("subject").is_in(list(subjects))).with_columns(pl.col("subject").cast(pl.Int64))
-    base = t.filter(pl.col("baseline")).group_by("subject", "treatment").agg(pl.col("qtcf_ms").mean().alias("qtcf_base"))
+    base = (
+        t.filter(pl.col("baseline")).group_by("subject", "treatment").agg(pl.col("qtcf_ms").mean().alias("qtcf_base"))
+    )
     return t.join(base, on=["subject", "treatment"]).with_columns(
-        (pl.col("qtcf_ms") - pl.col("qtcf_base")).alias("dqtcf_ms"))
+        (pl.col("qtcf_ms") - pl.col("qtcf_base")).alias("dqtcf_ms")
+    )
 
 
 def _predicted_deltas(pred: pl.DataFrame) -> pl.DataFrame:
     """ΔQTcF of each sample from the mean of the subject's simulated pre-dose samples in that period."""
     t0 = pred["time_h"].min()
-    base = pred.filter((pl.col("time_h") == t0) & pl.col("valid")).group_by("subject", "treatment").agg(
-        pl.col("qtcf_ms").mean().alias("qtcf_base"))
+    base = (
+        pred.filter((pl.col("time_h") == t0) & pl.col("valid"))
+        .group_by("subject", "treatment")
+        .agg(pl.col("qtcf_ms").mean().alias("qtcf_base"))
+    )
     return pred.join(base, on=["subject", "treatment"]).with_columns(
-        pl.when(pl.col("valid")).then(pl.col("qtcf_ms") - pl.col("qtcf_base")).alias("dqtcf_ms"))
+        pl.when(pl.col("valid")).then(pl.col("qtcf_ms") - pl.col("qtcf_base")).alias("dqtcf_ms")
+    )
 
 
 def fit_variability(train_obs: pl.DataFrame) -> dict:
@@ -208,8 +256,10 @@ def fit_variability(train_obs: pl.DataFrame) -> dict:
     plc = train_obs.filter((pl.col("treatment") == "placebo") & (pl.col("time_h") > 0)).drop_nulls("dqtcf_ms")
     tau = plc.group_by("time_h").agg(pl.col("dqtcf_ms").mean().alias("time_effect_ms")).sort("time_h")
     resid = plc.join(tau, on="time_h").select(pl.col("dqtcf_ms") - pl.col("time_effect_ms"))
-    return {"time_effect_ms": dict(zip(tau["time_h"].to_list(), tau["time_effect_ms"].to_list())),
-            "residual_sd_ms": float(resid.to_series().std())}
+    return {
+        "time_effect_ms": dict(zip(tau["time_h"].to_list(), tau["time_effect_ms"].to_list())),
+        "residual_sd_ms": float(resid.to_series().std()),
+    }
 
 
 def fit_discrepancy(fit_: EpkFit) -> dict[str, float]:
@@ -223,8 +273,9 @@ def fit_discrepancy(fit_: EpkFit) -> dict[str, float]:
     return out
 
 
-def apply_variability(delta: pl.DataFrame, var: dict, seed: int,
-                      discrepancy_ms: dict[str, float] | None = None) -> tuple[pl.DataFrame, float]:
+def apply_variability(
+    delta: pl.DataFrame, var: dict, seed: int, discrepancy_ms: dict[str, float] | None = None
+) -> tuple[pl.DataFrame, float]:
     """Add the fitted time effect to every post-dose sample, and Gaussian noise making the samples'
     placebo spread equal the fitted residual SD (none when the sampler's own spread is already as large);
     with ``discrepancy_ms`` (``fit_discrepancy``), each drug's post-dose samples get Gaussian noise of that
@@ -240,15 +291,17 @@ def apply_variability(delta: pl.DataFrame, var: dict, seed: int,
         noise = noise + rng.standard_normal(delta.height) * sd
     tau = pl.col("time_h").replace_strict(var["time_effect_ms"], default=0.0, return_dtype=pl.Float64)
     shift = pl.when(post).then(tau + pl.Series(noise)).otherwise(0.0)
-    return delta.with_columns((pl.col("dqtcf_ms") + shift).alias("dqtcf_ms"),
-                              (pl.col("qtcf_ms") + shift).alias("qtcf_ms")), extra
+    return delta.with_columns(
+        (pl.col("dqtcf_ms") + shift).alias("dqtcf_ms"), (pl.col("qtcf_ms") + shift).alias("qtcf_ms")
+    ), extra
 
 
 def ddqtcf_course(delta: pl.DataFrame, drug: str) -> pl.DataFrame:
     """Mean ΔΔQTcF per post-dose time: mean ΔQTcF on the drug minus on placebo (over subjects, then
     samples or triplicates)."""
-    per_subject = delta.filter(pl.col("time_h") > 0).group_by("subject", "treatment", "time_h").agg(
-        pl.col("dqtcf_ms").mean())
+    per_subject = (
+        delta.filter(pl.col("time_h") > 0).group_by("subject", "treatment", "time_h").agg(pl.col("dqtcf_ms").mean())
+    )
     means = per_subject.group_by("treatment", "time_h").agg(pl.col("dqtcf_ms").mean())
     d = means.filter(pl.col("treatment") == drug).select("time_h", pl.col("dqtcf_ms").alias("drug"))
     p = means.filter(pl.col("treatment") == "placebo").select("time_h", pl.col("dqtcf_ms").alias("placebo"))
@@ -261,8 +314,10 @@ def _course_scores(pred_course: pl.DataFrame, obs_course: pl.DataFrame) -> dict:
     if j.is_empty():
         return {"peak_ddqtcf_error_ms": math.nan, "rmse_ddqtcf_ms": math.nan}
     err = j["ddqtcf_ms"].to_numpy() - j["ddqtcf_ms_obs"].to_numpy()
-    return {"peak_ddqtcf_error_ms": float(j["ddqtcf_ms"].max() - j["ddqtcf_ms_obs"].max()),
-            "rmse_ddqtcf_ms": float(np.sqrt(np.mean(err**2)))}
+    return {
+        "peak_ddqtcf_error_ms": float(j["ddqtcf_ms"].max() - j["ddqtcf_ms_obs"].max()),
+        "rmse_ddqtcf_ms": float(np.sqrt(np.mean(err**2))),
+    }
 
 
 def score_sampler(delta: pl.DataFrame, obs: pl.DataFrame, obs_courses: dict) -> tuple[dict, dict]:
@@ -274,36 +329,58 @@ def score_sampler(delta: pl.DataFrame, obs: pl.DataFrame, obs_courses: dict) -> 
         course = ddqtcf_course(delta, d)
         courses[d] = (course, obs_courses[d])
         ecg = obs.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).drop_nulls("dqtcf_ms")
-        by_ecg = delta.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0)).group_by("subject", "time_h").agg(
-            pl.col("dqtcf_ms"), pl.col("qtcf_ms").mean().alias("qtcf_pred"),
-            pl.col("jtpeakc_ms").mean().alias("jtpeakc_pred"), pl.col("tpte_ms").mean().alias("tpte_pred"))
+        by_ecg = (
+            delta.filter((pl.col("treatment") == d) & (pl.col("time_h") > 0))
+            .group_by("subject", "time_h")
+            .agg(
+                pl.col("dqtcf_ms"),
+                pl.col("qtcf_ms").mean().alias("qtcf_pred"),
+                pl.col("jtpeakc_ms").mean().alias("jtpeakc_pred"),
+                pl.col("tpte_ms").mean().alias("tpte_pred"),
+            )
+        )
         j = ecg.join(by_ecg, on=["subject", "time_h"], suffix="_pred")
         s = np.array([np.asarray(x, float) for x in j["dqtcf_ms_pred"].to_list()])
         y = j["dqtcf_ms"].to_numpy()
         if s.ndim != 2 or not np.isfinite(s).any():  # no measurable prediction at all: scored NaN, not dropped
-            out[d] = {**_course_scores(course, obs_courses[d]), **dict.fromkeys(
-                ("coverage90", "crps_ms", "crps_empirical_ms", "qtcf_mae_ms", "jtpeakc_mae_ms", "tpte_mae_ms"), math.nan),
-                "n_ecgs": int(len(ecg))}
+            out[d] = {
+                **_course_scores(course, obs_courses[d]),
+                **dict.fromkeys(
+                    ("coverage90", "crps_ms", "crps_empirical_ms", "qtcf_mae_ms", "jtpeakc_mae_ms", "tpte_mae_ms"),
+                    math.nan,
+                ),
+                "n_ecgs": int(len(ecg)),
+            }
             continue
         cal, _ = calibration(s, y)
-        out[d] = {**_course_scores(course, obs_courses[d]),
-                  "coverage90": cal["coverage90"], "crps_ms": cal["crps_fair"], "crps_empirical_ms": cal["crps"],
-                  "qtcf_mae_ms": float(np.nanmean(np.abs(j["qtcf_pred"] - j["qtcf_ms"]))),
-                  "jtpeakc_mae_ms": float(np.nanmean(np.abs(j["jtpeakc_pred"] - j["jtpeakc_ms"]))),
-                  "tpte_mae_ms": float(np.nanmean(np.abs(j["tpte_pred"] - j["tpte_ms"]))),
-                  "n_ecgs": int(len(y))}
+        out[d] = {
+            **_course_scores(course, obs_courses[d]),
+            "coverage90": cal["coverage90"],
+            "crps_ms": cal["crps_fair"],
+            "crps_empirical_ms": cal["crps"],
+            "qtcf_mae_ms": float(np.nanmean(np.abs(j["qtcf_pred"] - j["qtcf_ms"]))),
+            "jtpeakc_mae_ms": float(np.nanmean(np.abs(j["jtpeakc_pred"] - j["jtpeakc_ms"]))),
+            "tpte_mae_ms": float(np.nanmean(np.abs(j["tpte_pred"] - j["tpte_ms"]))),
+            "n_ecgs": int(len(y)),
+        }
     return out, courses
 
 
 # --- the concentration–QTc baseline ------------------------------------------------------------------
 
+
 def _cqtc_frame(obs: pl.DataFrame, drug: str) -> pl.DataFrame:
     mean_base = obs["qtcf_base"].mean()
-    return obs.filter(pl.col("treatment").is_in([drug, "placebo"]) & (pl.col("time_h") > 0)).with_columns(
-        pl.col("conc_ng_ml").fill_null(0.0).alias("conc"),
-        (pl.col("treatment") == drug).cast(pl.Int64).alias("trt"),
-        (pl.col("qtcf_base") - mean_base).alias("base_c"),
-        pl.col("time_h").cast(pl.Utf8).alias("time")).drop_nulls("dqtcf_ms")
+    return (
+        obs.filter(pl.col("treatment").is_in([drug, "placebo"]) & (pl.col("time_h") > 0))
+        .with_columns(
+            pl.col("conc_ng_ml").fill_null(0.0).alias("conc"),
+            (pl.col("treatment") == drug).cast(pl.Int64).alias("trt"),
+            (pl.col("qtcf_base") - mean_base).alias("base_c"),
+            pl.col("time_h").cast(pl.Utf8).alias("time"),
+        )
+        .drop_nulls("dqtcf_ms")
+    )
 
 
 def cqtc_predict(train: pl.DataFrame, test: pl.DataFrame, drug: str) -> pl.DataFrame:
@@ -331,17 +408,34 @@ def score_cqtc(pred: pl.DataFrame, obs_course: pl.DataFrame, drug: str) -> tuple
     y, mu, sd = (act[c].to_numpy() for c in ("dqtcf_ms", "pred_mean", "pred_sd"))
     crps = crps_gaussian(mu, sd, y)
     course = ddqtcf_course(pred.select("subject", "treatment", "time_h", pl.col("pred_mean").alias("dqtcf_ms")), drug)
-    return {**_course_scores(course, obs_course),
-            "coverage90": float(np.mean(np.abs(y - mu) <= z * sd)), "crps_ms": float(np.mean(crps)),
-            "n_ecgs": int(len(y))}, (course, obs_course)
+    return {
+        **_course_scores(course, obs_course),
+        "coverage90": float(np.mean(np.abs(y - mu) <= z * sd)),
+        "crps_ms": float(np.mean(crps)),
+        "n_ecgs": int(len(y)),
+    }, (course, obs_course)
 
 
 # --- the whole benchmark -----------------------------------------------------------------------------
 
-def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: int = 0, samplers=("worldmodel", "mechanistic"),
-                  max_nfev: int = 400, draws: int | None = None, exposure: str = "measured", lodo_samples: int = 32,
-                  fold_map: str = "channels", lodo_map: str = "ord", checkpoint=None, discrepancy: bool = True,
-                  potency: bool = True, log=print) -> tuple[dict, dict]:
+
+def run_benchmark(
+    table: pl.DataFrame,
+    samples: int = 64,
+    folds: int = 4,
+    seed: int = 0,
+    samplers=("worldmodel", "mechanistic"),
+    max_nfev: int = 400,
+    draws: int | None = None,
+    exposure: str = "measured",
+    lodo_samples: int = 32,
+    fold_map: str = "channels",
+    lodo_map: str = "ord",
+    checkpoint=None,
+    discrepancy: bool = True,
+    potency: bool = True,
+    log=print,
+) -> tuple[dict, dict]:
     """The ``ecgrdvq.json`` layout and the out-of-fold ΔΔQTcF courses per sampler and drug (for the figure).
     ``fold_map`` and ``lodo_map``: the Δ(block) family (``epk_fit.MAP_MODELS``) the out-of-fold and
     leave-one-drug-out fits use — for the mechanistic sampler, and for a world model (``checkpoint``,
@@ -368,8 +462,16 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         fits: dict[str, EpkFit] = {}
         for m in dict.fromkeys(morphology.values() or ["ecgsyn"]):
             log(f"fold {k + 1}/{folds}: fitting Δ(block) and ke0 on {len(train)} subjects ({m} beats)")
-            fits[m] = fit(table, train, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
-                          map_model=fold_map, morphology=m, potency=potency)
+            fits[m] = fit(
+                table,
+                train,
+                max_nfev=max_nfev,
+                exposure=exposure,
+                relative_attenuation=RELATIVE_ATTENUATION,
+                map_model=fold_map,
+                morphology=m,
+                potency=potency,
+            )
             fold_fits[-1].update(_fit_record(m, fits[m].ke0_per_h, fits[m].coef, fits[m].potency))
         obs_train, obs_test = (obs.filter(pl.col("subject").is_in(g)) for g in (train, test))
         var = fit_variability(obs_train)
@@ -382,8 +484,22 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
                 data, shipped = next(iter(fits.values())).data, default_coefficients()
                 given = EpkFit(shipped, fit_ke0(data, shipped), data, math.nan)
                 fold_fits[-1]["ke0_per_h_worldmodel"] = given.ke0_per_h
-            delta = _predicted_deltas(simulate(table, test, given.coef, given.ke0_per_h, s, samples, seed, times_h,
-                                               draws, exposure=exposure, checkpoint=checkpoint, potency=given.potency))
+            delta = _predicted_deltas(
+                simulate(
+                    table,
+                    test,
+                    given.coef,
+                    given.ke0_per_h,
+                    s,
+                    samples,
+                    seed,
+                    times_h,
+                    draws,
+                    exposure=exposure,
+                    checkpoint=checkpoint,
+                    potency=given.potency,
+                )
+            )
             disc = None
             if discrepancy:  # the misfit of the map and delays this sampler is given, on the beats they were fitted to
                 disc = fit_discrepancy(given)
@@ -394,17 +510,31 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         for d in DRUGS:
             cqtc_preds[d].append(cqtc_predict(obs_train, obs_test, d))
 
-    result = {"settings": {"folds": folds, "split_seed": SPLIT_SEED, "samples": samples,
-                           "draws": effective_draws(draws, samples), "seed": seed,
-                           "subjects": len(subjects), "max_nfev": max_nfev, "exposure": exposure,
-                           "relative_attenuation": RELATIVE_ATTENUATION, "fold_map": fold_map, "lodo_map": lodo_map,
-                           "discrepancy": discrepancy, "potency": potency,
-                           "folds_detail": fold_fits, "lodo_detail": {}}}
+    result = {
+        "settings": {
+            "folds": folds,
+            "split_seed": SPLIT_SEED,
+            "samples": samples,
+            "draws": effective_draws(draws, samples),
+            "seed": seed,
+            "subjects": len(subjects),
+            "max_nfev": max_nfev,
+            "exposure": exposure,
+            "relative_attenuation": RELATIVE_ATTENUATION,
+            "fold_map": fold_map,
+            "lodo_map": lodo_map,
+            "discrepancy": discrepancy,
+            "potency": potency,
+            "folds_detail": fold_fits,
+            "lodo_detail": {},
+        }
+    }
     if wm is not None:
         result["settings"]["worldmodel"] = wm
     if exposure == "measured":
         result["settings"]["measured_concentrations_filled"] = {
-            d: measured_concentrations(table, d, subjects, times_h)[1] for d in DRUGS}
+            d: measured_concentrations(table, d, subjects, times_h)[1] for d in DRUGS
+        }
     courses = {}
     cqtc_scores = {}
     for d in DRUGS:
@@ -417,8 +547,17 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         fits = {}
         left_out = observed(table, None, (d,), exposure)  # the drug left out, observed: for its needed potency
         for m in dict.fromkeys(morphology[s] for s in lodo):
-            f = fit(table, None, rest, max_nfev=max_nfev, exposure=exposure, relative_attenuation=RELATIVE_ATTENUATION,
-                    map_model=lodo_map, morphology=m, potency=potency)
+            f = fit(
+                table,
+                None,
+                rest,
+                max_nfev=max_nfev,
+                exposure=exposure,
+                relative_attenuation=RELATIVE_ATTENUATION,
+                map_model=lodo_map,
+                morphology=m,
+                potency=potency,
+            )
             # the drug left out takes the typical delay and in-vivo potency of the drugs the map has seen
             ke0 = {**f.ke0_per_h, d: _geometric_mean(f.ke0_per_h.values())}
             pot = {**f.potency, d: _geometric_mean(f.potency.values())} if f.potency else {}
@@ -428,8 +567,21 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
             result["settings"]["lodo_detail"][d].update(_fit_record(m, ke0, f.coef, pot, potency_needed=needed))
         for s in lodo:
             coef, ke0, pot = fits[morphology[s]]
-            pred = simulate(table, subjects, coef, ke0, s, min(lodo_samples, samples), seed, times_h, draws,
-                            exposure=exposure, treatments=("placebo", d), checkpoint=checkpoint, potency=pot)
+            pred = simulate(
+                table,
+                subjects,
+                coef,
+                ke0,
+                s,
+                min(lodo_samples, samples),
+                seed,
+                times_h,
+                draws,
+                exposure=exposure,
+                treatments=("placebo", d),
+                checkpoint=checkpoint,
+                potency=pot,
+            )
             course = ddqtcf_course(_predicted_deltas(pred), d)
             courses[("lodo" if s == "mechanistic" else f"lodo_{s}", d)] = (course, obs_courses[d])
             lodo[s][d] = _course_scores(course, obs_courses[d])["peak_ddqtcf_error_ms"]
@@ -438,17 +590,25 @@ def run_benchmark(table: pl.DataFrame, samples: int = 64, folds: int = 4, seed: 
         block = {}
         for d in DRUGS:
             courses[(s, d)] = cs[d]
-            block[d] = {**scores[d], "lodo_peak_ddqtcf_error_ms": lodo.get(s, {}).get(d),
-                        "cqtc": {k: cqtc_scores[d][k] for k in ("peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90",
-                                                                "crps_ms")}}
+            block[d] = {
+                **scores[d],
+                "lodo_peak_ddqtcf_error_ms": lodo.get(s, {}).get(d),
+                "cqtc": {
+                    k: cqtc_scores[d][k] for k in ("peak_ddqtcf_error_ms", "rmse_ddqtcf_ms", "coverage90", "crps_ms")
+                },
+            }
         entry = {"drugs": block, "out_of_fold": follows[s]}
         if s != "mechanistic" and follows[s]:
-            entry["note"] = ("reads the prior beat of the fold's (or, left out, the three drugs') map; trained on "
-                             "random maps (mixtures of the shipped map — calibrated on all 22 subjects — and the ORd "
-                             "cell's, each scaled at random) and on the block of these drugs among others")
+            entry["note"] = (
+                "reads the prior beat of the fold's (or, left out, the three drugs') map; trained on "
+                "random maps (mixtures of the shipped map — calibrated on all 22 subjects — and the ORd "
+                "cell's, each scaled at random) and on the block of these drugs among others"
+            )
         elif s != "mechanistic":
-            entry["note"] = ("trained on a corpus whose Δ(block) map was calibrated on all 22 subjects and which "
-                             "contains these drugs: not out of fold for the map; no leave-one-drug-out figure")
+            entry["note"] = (
+                "trained on a corpus whose Δ(block) map was calibrated on all 22 subjects and which "
+                "contains these drugs: not out of fold for the map; no leave-one-drug-out figure"
+            )
         if s == samplers[0]:
             result.update(entry)
         else:
@@ -473,9 +633,11 @@ def lodo_potency_ratios(result: dict) -> dict[str, dict[str, float]]:
     the one it was given (``settings.lodo_detail``); drugs whose needed potency was out of reach are absent."""
     ratios = {}
     for m, suffix in FIT_SUFFIX.items():
-        r = {d: v[f"potency_needed{suffix}"] / v[f"potency{suffix}"][d]
-             for d, v in result["settings"]["lodo_detail"].items()
-             if v.get(f"potency_needed{suffix}") and v.get(f"potency{suffix}")}
+        r = {
+            d: v[f"potency_needed{suffix}"] / v[f"potency{suffix}"][d]
+            for d, v in result["settings"]["lodo_detail"].items()
+            if v.get(f"potency_needed{suffix}") and v.get(f"potency{suffix}")
+        }
         if r:
             ratios[m] = r
     return ratios
@@ -486,29 +648,42 @@ def _worldmodel_record(checkpoint) -> dict:
     beat (and so follows the map it is given), and the sampler settings it is sampled with."""
     path = checkpoint or DEFAULT_CHECKPOINT
     model = load_checkpoint(path)
-    return {"checkpoint": str(path), "follows_map": bool(model.model_args.get("prior_input")),
-            "sampler_settings": sampler_settings(model)}
+    return {
+        "checkpoint": str(path),
+        "follows_map": bool(model.model_args.get("prior_input")),
+        "sampler_settings": sampler_settings(model),
+    }
 
 
 def _coef_summary(coef: EpkCoefficients) -> dict:
     """The fitted map's repolarization terms, for the settings record."""
     if coef.uses_ord:
         return {"ord_jtpeak_gain": coef.ord_jtpeak_gain, "ord_tpte_gain": coef.ord_tpte_gain}
-    return {"jtpeak_ms": coef.jtpeak_ms, "tpte_ms": coef.tpte_ms, "attenuation": coef.attenuation,
-            "herg_saturation": coef.herg_saturation if math.isfinite(coef.herg_saturation) else None}
+    return {
+        "jtpeak_ms": coef.jtpeak_ms,
+        "tpte_ms": coef.tpte_ms,
+        "attenuation": coef.attenuation,
+        "herg_saturation": coef.herg_saturation if math.isfinite(coef.herg_saturation) else None,
+    }
 
 
 def targets(result: dict) -> dict:
     """The issue's targets, checked on each sampler block."""
     out = {}
-    for name, block in [("default", result)] + [(k, v) for k, v in result.items() if isinstance(v, dict) and "drugs" in v]:
+    for name, block in [("default", result)] + [
+        (k, v) for k, v in result.items() if isinstance(v, dict) and "drugs" in v
+    ]:
         d = block["drugs"]
         out[name] = {
             "peak_error_le_5ms": {k: abs(v["peak_ddqtcf_error_ms"]) <= 5 for k, v in d.items()},
             "coverage90_in_0.85_0.95": {k: 0.85 <= v["coverage90"] <= 0.95 for k, v in d.items()},
-            "crps_not_worse_than_cqtc": {k: d[k]["crps_ms"] <= d[k]["cqtc"]["crps_ms"] for k in ("dofetilide", "quinidine")},
-            "lodo_peak_error_le_15ms": {k: (None if v["lodo_peak_ddqtcf_error_ms"] is None
-                                            else abs(v["lodo_peak_ddqtcf_error_ms"]) <= 15) for k, v in d.items()},
+            "crps_not_worse_than_cqtc": {
+                k: d[k]["crps_ms"] <= d[k]["cqtc"]["crps_ms"] for k in ("dofetilide", "quinidine")
+            },
+            "lodo_peak_error_le_15ms": {
+                k: (None if v["lodo_peak_ddqtcf_error_ms"] is None else abs(v["lodo_peak_ddqtcf_error_ms"]) <= 15)
+                for k, v in d.items()
+            },
         }
     return out
 
@@ -520,9 +695,13 @@ def plot_courses(courses: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(DRUGS), figsize=(4 * len(DRUGS), 3.6), sharey=False)
-    styles = {"worldmodel": ("world model", "C0", "-"), "mechanistic": ("mechanistic", "C1", "-"),
-              "cqtc": ("C-QTc model", "C2", "-"), "lodo": ("mechanistic, drug left out", "C1", ":"),
-              "lodo_worldmodel": ("world model, drug left out", "C0", ":")}
+    styles = {
+        "worldmodel": ("world model", "C0", "-"),
+        "mechanistic": ("mechanistic", "C1", "-"),
+        "cqtc": ("C-QTc model", "C2", "-"),
+        "lodo": ("mechanistic, drug left out", "C1", ":"),
+        "lodo_worldmodel": ("world model, drug left out", "C0", ":"),
+    }
     for ax, d in zip(axes, DRUGS):
         obs = None
         for key, (label, color, line) in styles.items():
@@ -537,8 +716,10 @@ def plot_courses(courses: dict, path: Path) -> Path:
         ax.set_xlabel("time after dose (h)")
     axes[0].set_ylabel("ΔΔQTcF (ms)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("FDA study ECGRDVQ: out-of-fold predicted vs observed mean ΔΔQTcF "
-                 "(dotted: each drug predicted from its IC50s by a map fitted on the other three)")
+    fig.suptitle(
+        "FDA study ECGRDVQ: out-of-fold predicted vs observed mean ΔΔQTcF "
+        "(dotted: each drug predicted from its IC50s by a map fitted on the other three)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

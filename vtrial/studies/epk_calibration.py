@@ -3,6 +3,7 @@
 Used to calibrate the map Δ(block) on a mean virtual subject of the FDA study (``scripts/calibrate_epk.py``)
 and to check that calibration (``benchmarks/calibration_ecgrdvq.py``). Pure computation.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -33,14 +34,27 @@ def mean_subject(table) -> tuple[Waves, dict]:
     QRS, J-Tpeak and Tpeak-Tend of ``table`` (``ecgrdvq.load_clinical_table``); returns (waves, those means)."""
     import polars as pl
 
-    base = table.filter(pl.col("baseline")).select("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms").mean().row(0, named=True)
-    waves, _ = waves_for_intervals([base["rr_ms"]], [base["pr_ms"]], [base["qrs_ms"]], [base["jtpeak_ms"]],
-                                   [base["tpte_ms"]], iterations=12)
+    base = (
+        table.filter(pl.col("baseline"))
+        .select("rr_ms", "pr_ms", "qrs_ms", "jtpeak_ms", "tpte_ms")
+        .mean()
+        .row(0, named=True)
+    )
+    waves, _ = waves_for_intervals(
+        [base["rr_ms"]], [base["pr_ms"]], [base["qrs_ms"]], [base["jtpeak_ms"]], [base["tpte_ms"]], iterations=12
+    )
     return waves, base
 
 
-def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | None = None, draws: int = POPULATION_DRAWS,
-                     seed: int = 0, potency: float = 1.0) -> np.ndarray:
+def population_block(
+    drug: Drug,
+    dose_mg: float,
+    times_h,
+    ke0_per_h: float | None = None,
+    draws: int = POPULATION_DRAWS,
+    seed: int = 0,
+    potency: float = 1.0,
+) -> np.ndarray:
     """Block (T, 7) averaged over ``draws`` subjects drawn with the drug's PK variability (fixed ``seed``,
     so a fit sees the same draws at every evaluation) after one oral dose: what the mean of a simulated
     population sees (the typical subject's block has a sharper, higher peak). ``potency`` multiplies the
@@ -49,8 +63,9 @@ def population_block(drug: Drug, dose_mg: float, times_h, ke0_per_h: float | Non
     if ke0_per_h is not None:
         params = replace(params, ke0_per_h=ke0_per_h)
     rng = np.random.default_rng([seed, POPULATION_STREAM])
-    conc = concentrations(sample_individuals(params, drug.variability(), draws, rng), [DoseEvent(0.0, dose_mg, "oral")],
-                          times_h).conc_effect_free_nM
+    conc = concentrations(
+        sample_individuals(params, drug.variability(), draws, rng), [DoseEvent(0.0, dose_mg, "oral")], times_h
+    ).conc_effect_free_nM
     return drug.block(potency * conc).mean(axis=0)
 
 
@@ -59,8 +74,14 @@ def mean_sensitivity(cv: float) -> float:
     return float(np.sqrt(1.0 + cv**2))
 
 
-def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float = 1000.0,
-                     sensitivity: float = 1.0, morphology: str = "ecgsyn") -> dict[str, np.ndarray]:
+def interval_changes(
+    waves0: Waves,
+    block,
+    coef: EpkCoefficients,
+    fs_hz: float = 1000.0,
+    sensitivity: float = 1.0,
+    morphology: str = "ecgsyn",
+) -> dict[str, np.ndarray]:
     """Measured change from baseline of each interval in ``DELTA_COLUMNS`` for one subject under block (T, 7);
     ``sensitivity`` multiplies the whole drug-induced change of the waves (``apply_block``). ``morphology``:
     ``"ecgsyn"``, the prior beat (what the mechanistic sampler draws); ``"corpus"``, the prior beat plus the
@@ -70,8 +91,12 @@ def interval_changes(waves0: Waves, block, coef: EpkCoefficients, fs_hz: float =
         raise ValueError(f"morphology = {morphology!r}; expected one of {', '.join(MORPHOLOGIES)}")
     block = np.asarray(block, float)
     n = block.shape[0]
-    rep = Waves(waves0.t_ms.expand(n + 1, -1), waves0.sigma_ms.expand(n + 1, -1),
-                waves0.height_mv.expand(n + 1, -1), waves0.rr_s.expand(n + 1))
+    rep = Waves(
+        waves0.t_ms.expand(n + 1, -1),
+        waves0.sigma_ms.expand(n + 1, -1),
+        waves0.height_mv.expand(n + 1, -1),
+        waves0.rr_s.expand(n + 1),
+    )
     full = np.vstack([np.zeros((1, block.shape[1])), block])
     drugged = apply_block(rep, full, coef, np.full(n + 1, sensitivity))
     if morphology == "corpus":  # on the corpus's own beat grid, as the world model draws and measures it

@@ -24,6 +24,7 @@ fit did not fit has potency 1 in ``EpkFit.predict`` (``vtrial benchmark ecgrdvq`
 out the geometric mean of the fitted drugs' potencies).
 Pure computation (scipy); ``scripts/calibrate_epk.py`` writes the shipped coefficients.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,14 +53,26 @@ T_FLATTENING = 0.3
 PEAK_WEIGHT = math.sqrt(30.0)
 # name, lower, upper, start (the drugs' log ke0 follow, one per fitted drug)
 MAP_PARAMS = [
-    ("jt_hERG", 0.0, 600.0, 120.0), ("jt_ICaL", -60.0, 0.0, -30.0), ("jt_INaL", -60.0, 0.0, -30.0),
-    ("jt_IKs", 0.0, 600.0, 20.0), ("tp_hERG", 0.0, 600.0, 120.0), ("herg_gamma", -0.95, 30.0, 0.0),
-    ("att_ICaL", 0.0, 20.0, 1.0), ("att_INaL", 0.0, 20.0, 1.0), ("qrs_INa", 0.0, 1.0, 0.5), ("pr_INa", 0.0, 600.0, 50.0),
+    ("jt_hERG", 0.0, 600.0, 120.0),
+    ("jt_ICaL", -60.0, 0.0, -30.0),
+    ("jt_INaL", -60.0, 0.0, -30.0),
+    ("jt_IKs", 0.0, 600.0, 20.0),
+    ("tp_hERG", 0.0, 600.0, 120.0),
+    ("herg_gamma", -0.95, 30.0, 0.0),
+    ("att_ICaL", 0.0, 20.0, 1.0),
+    ("att_INaL", 0.0, 20.0, 1.0),
+    ("qrs_INa", 0.0, 1.0, 0.5),
+    ("pr_INa", 0.0, 600.0, 50.0),
     ("pr_ICaL", 0.0, 2000.0, 200.0),
 ]
 # the ORd-based map (``EpkCoefficients.ord_jtpeak_gain``): two gains on the cell's ΔAPD90, QRS and PR terms
-ORD_PARAMS = [("ord_jt", 0.0, 5.0, 0.5), ("ord_tp", 0.0, 5.0, 0.2), ("qrs_INa", 0.0, 1.0, 0.5),
-              ("pr_INa", 0.0, 600.0, 50.0), ("pr_ICaL", 0.0, 2000.0, 200.0)]
+ORD_PARAMS = [
+    ("ord_jt", 0.0, 5.0, 0.5),
+    ("ord_tp", 0.0, 5.0, 0.2),
+    ("qrs_INa", 0.0, 1.0, 0.5),
+    ("pr_INa", 0.0, 600.0, 50.0),
+    ("pr_ICaL", 0.0, 2000.0, 200.0),
+]
 MAP_MODELS = ("channels", "ord")
 KE0_BOUNDS = (math.log(0.05), math.log(50.0))
 POTENCY_BOUNDS = (math.log(0.1), math.log(10.0))
@@ -138,15 +151,21 @@ def _params(map_model: str) -> list:
     return MAP_PARAMS if map_model == "channels" else ORD_PARAMS
 
 
-def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False,
-                 map_model: str = "channels") -> tuple[EpkCoefficients, dict[str, float]]:
+def coefficients(
+    x, drugs=DRUGS, relative_attenuation: bool = False, map_model: str = "channels"
+) -> tuple[EpkCoefficients, dict[str, float]]:
     """The map and the drugs' ke0 from the fitted vector ``x`` (``_params(map_model)``, then one log ke0 per drug)."""
     names = [n for n, *_ in _params(map_model)]
     p = dict(zip(names, x))
-    ke0 = {d: math.exp(v) for d, v in zip(drugs, x[len(names):])}
+    ke0 = {d: math.exp(v) for d, v in zip(drugs, x[len(names) :])}
     if map_model == "ord":
-        return EpkCoefficients(qrs_fraction={"INa": p["qrs_INa"]}, pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
-                               t_flattening=T_FLATTENING, ord_jtpeak_gain=p["ord_jt"], ord_tpte_gain=p["ord_tp"]), ke0
+        return EpkCoefficients(
+            qrs_fraction={"INa": p["qrs_INa"]},
+            pr_ms={"INa": p["pr_INa"], "ICaL": p["pr_ICaL"]},
+            t_flattening=T_FLATTENING,
+            ord_jtpeak_gain=p["ord_jt"],
+            ord_tpte_gain=p["ord_tp"],
+        ), ke0
     coef = EpkCoefficients(
         jtpeak_ms={"hERG": p["jt_hERG"], "ICaL": p["jt_ICaL"], "INaL": p["jt_INaL"], "IKs": p["jt_IKs"]},
         tpte_ms={"hERG": p["tp_hERG"]},
@@ -160,8 +179,9 @@ def coefficients(x, drugs=DRUGS, relative_attenuation: bool = False,
     return coef, ke0
 
 
-def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients,
-             potency: float = 1.0) -> dict[str, np.ndarray]:
+def _changes(
+    data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients, potency: float = 1.0
+) -> dict[str, np.ndarray]:
     """The simulated population's mean ΔΔ time courses for ``drug`` at the study dose and times: block averaged
     over the library's PK population, or over the fitting subjects' measured exposures (``potency``: the
     factor on the effect-site concentration, as in ``fit``)."""
@@ -169,13 +189,13 @@ def _changes(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients,
         ce = effect_site(data.obs[drug]["time_h"], data.conc_free_nM[drug], ke0_per_h)
         block = get_drug(drug).block(potency * ce).mean(axis=0)
     else:
-        block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h,
-                                 potency=potency)
+        block = population_block(get_drug(drug), data.doses[drug], data.obs[drug]["time_h"], ke0_per_h, potency=potency)
     return interval_changes(data.waves0, block, coef, sensitivity=data.sensitivity, morphology=data.morphology)
 
 
-def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs,
-                     potency: dict[str, float] | None = None) -> np.ndarray:
+def _weighted_errors(
+    data: Observed, coef: EpkCoefficients, ke0: dict[str, float], drugs, potency: dict[str, float] | None = None
+) -> np.ndarray:
     potency = potency or {}
     res = []
     for d in drugs:
@@ -190,8 +210,14 @@ def _weighted_errors(data: Observed, coef: EpkCoefficients, ke0: dict[str, float
     return np.where(np.isfinite(r), r, 1e3)
 
 
-def potency_for_peak(data: Observed, drug: str, ke0_per_h: float, coef: EpkCoefficients,
-                     bounds: tuple[float, float] = (0.01, 100.0), grid: int = 17) -> float | None:
+def potency_for_peak(
+    data: Observed,
+    drug: str,
+    ke0_per_h: float,
+    coef: EpkCoefficients,
+    bounds: tuple[float, float] = (0.01, 100.0),
+    grid: int = 17,
+) -> float | None:
     """The in-vivo potency at which the map ``coef`` (delay ``ke0_per_h``) puts the simulated population's
     peak mean ΔΔQTcF of ``drug`` on ``data``'s observed peak: for a drug a map was not fitted on, how far its
     in-vivo potency must sit from the one it was given for the map to predict it. ``None`` where no potency
@@ -227,15 +253,30 @@ def fit_ke0(data: Observed, coef: EpkCoefficients, max_nfev: int = 200) -> dict[
     """Each of ``data``'s drugs' ke0 for a given map ``coef`` (the shipped one, say, that a world model was
     trained on), fitted as ``fit`` fits it (``data``: ``observed``, or a fit's ``EpkFit.data``)."""
     drugs = tuple(data.obs)
-    sol = least_squares(lambda x: _weighted_errors(data, coef, {d: math.exp(v) for d, v in zip(drugs, x)}, drugs),
-                        np.zeros(len(drugs)), bounds=KE0_BOUNDS, diff_step=1e-2, xtol=1e-10, ftol=1e-10,
-                        max_nfev=max_nfev)
+    sol = least_squares(
+        lambda x: _weighted_errors(data, coef, {d: math.exp(v) for d, v in zip(drugs, x)}, drugs),
+        np.zeros(len(drugs)),
+        bounds=KE0_BOUNDS,
+        diff_step=1e-2,
+        xtol=1e-10,
+        ftol=1e-10,
+        max_nfev=max_nfev,
+    )
     return {d: math.exp(v) for d, v in zip(drugs, sol.x)}
 
 
-def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_nfev: int = 400,
-        exposure: str = "library", relative_attenuation: bool = False, map_model: str = "channels",
-        morphology: str = "ecgsyn", potency: bool = False) -> EpkFit:
+def fit(
+    table: pl.DataFrame,
+    subjects=None,
+    drugs=DRUGS,
+    verbose: int = 0,
+    max_nfev: int = 400,
+    exposure: str = "library",
+    relative_attenuation: bool = False,
+    map_model: str = "channels",
+    morphology: str = "ecgsyn",
+    potency: bool = False,
+) -> EpkFit:
     """Δ(block) coefficients and each of ``drugs``' ke0, fitted on ``subjects`` (default all) of ``table``;
     ``exposure`` as in ``observed``; ``relative_attenuation`` as in ``EpkCoefficients``; ``map_model``:
     ``"channels"`` (per-channel terms, ``MAP_PARAMS``) or ``"ord"`` (two gains on the ORd cell's ΔAPD90,
@@ -252,8 +293,17 @@ def fit(table: pl.DataFrame, subjects=None, drugs=DRUGS, verbose: int = 0, max_n
     if potency:
         params += [(f"log_potency_{d}", *POTENCY_BOUNDS, 0.0) for d in drugs]
     lo, hi, x0 = (np.array([p[i] for p in params]) for i in (1, 2, 3))
-    sol = least_squares(residuals, x0, bounds=(lo, hi), args=(data, drugs, relative_attenuation, map_model),
-                        diff_step=1e-2, xtol=1e-10, ftol=1e-10, x_scale=np.maximum(np.abs(x0), 1.0), verbose=verbose,
-                        max_nfev=max_nfev)
+    sol = least_squares(
+        residuals,
+        x0,
+        bounds=(lo, hi),
+        args=(data, drugs, relative_attenuation, map_model),
+        diff_step=1e-2,
+        xtol=1e-10,
+        ftol=1e-10,
+        x_scale=np.maximum(np.abs(x0), 1.0),
+        verbose=verbose,
+        max_nfev=max_nfev,
+    )
     coef, ke0 = coefficients(sol.x, drugs, relative_attenuation, map_model)
     return EpkFit(coef, ke0, data, float(sol.cost), potencies(sol.x, drugs, map_model))

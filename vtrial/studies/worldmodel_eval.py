@@ -25,6 +25,7 @@ given the training drugs. For each pair, S samples; metrics:
   the smooth decoder does not model) measured against the patient's true baseline — as a sampled Δ is a
   sample measured against the mean of the drug-free samples.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,17 @@ from vtrial.sampling.worldmodel import sampler_settings
 from vtrial.signal.measure import measure
 from vtrial.stats.scoring import calibration
 
-METRICS = ("latent_mse", "signal_mse", "signal_mae", "dqtcf_mae_ms", "djtpeakc_mae_ms", "dtpte_mae_ms",
-           "hallucination_rate", "energy", "coverage90")
+METRICS = (
+    "latent_mse",
+    "signal_mse",
+    "signal_mae",
+    "dqtcf_mae_ms",
+    "djtpeakc_mae_ms",
+    "dtpte_mae_ms",
+    "hallucination_rate",
+    "energy",
+    "coverage90",
+)
 RANGES = {"qtcf_ms": (300.0, 700.0), "qrs_ms": (50.0, 200.0), "tpte_ms": (20.0, 250.0)}
 
 
@@ -59,16 +69,31 @@ def mechanistic_samples(pairs: Pairs, s: int, seed: int) -> torch.Tensor:
     """S mechanistic samples per pair (the prior with within-patient variability), (N·S, T)."""
     n = len(pairs)
     w = pairs.waves
-    units = {"arm_idx": np.zeros(n, int), "patient": np.arange(n), "time_idx": np.ones(n, int),
-             "time_h": np.ones(n), "conc_free_nM": pairs.conc_free_nM, "block": pairs.block,
-             "t_ms": w.t_ms.numpy(), "sigma_ms": w.sigma_ms.numpy(), "height_mv": w.height_mv.numpy(),
-             "rr_s": w.rr_s.numpy(),
-             "sensitivity": pairs.sensitivity if pairs.sensitivity is not None else np.ones(n)}
+    units = {
+        "arm_idx": np.zeros(n, int),
+        "patient": np.arange(n),
+        "time_idx": np.ones(n, int),
+        "time_h": np.ones(n),
+        "conc_free_nM": pairs.conc_free_nM,
+        "block": pairs.block,
+        "t_ms": w.t_ms.numpy(),
+        "sigma_ms": w.sigma_ms.numpy(),
+        "height_mv": w.height_mv.numpy(),
+        "rr_s": w.rr_s.numpy(),
+        "sensitivity": pairs.sensitivity if pairs.sensitivity is not None else np.ones(n),
+    }
     return MechanisticSampler(s, FS_HZ).beats(units, seed)[0]
 
 
-def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor, pairs: Pairs, model: WorldModel,
-          s: int, reference: torch.Tensor) -> tuple[dict, dict]:
+def score(
+    samples: torch.Tensor,
+    z_samples: torch.Tensor,
+    p_latent: torch.Tensor,
+    pairs: Pairs,
+    model: WorldModel,
+    s: int,
+    reference: torch.Tensor,
+) -> tuple[dict, dict]:
     """(metrics, per-pair arrays for paired comparisons); ``reference``: the sampler's drug-free samples
     (N·S, T), Δ's reference."""
     n = len(pairs)
@@ -117,8 +142,9 @@ def score(samples: torch.Tensor, z_samples: torch.Tensor, p_latent: torch.Tensor
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}, per_pair
 
 
-def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: float, gamma: float,
-                   steps: int, temperature: float = 1.0) -> tuple[dict, dict]:
+def evaluate_model(
+    model: WorldModel, pairs: Pairs, s: int, seed: int, eta: float, gamma: float, steps: int, temperature: float = 1.0
+) -> tuple[dict, dict]:
     n = len(pairs)
     d = model.model_args["latent_dim"]
     rng = np.random.default_rng([seed, 0xE7A1])
@@ -128,10 +154,30 @@ def evaluate_model(model: WorldModel, pairs: Pairs, s: int, seed: int, eta: floa
     rng0 = np.random.default_rng([seed, 0xE7A2])
     noise0 = torch.as_tensor(rng0.standard_normal((steps + 1, n * s, d), dtype=np.float32))
     with torch.inference_mode():
-        beats, z, p = model.sample(pairs.baseline, pairs.prior, pairs.action, pairs.covariates, noise, steps, eta,
-                                   gamma, samples_per_unit=s, temperature=temperature)
-        ref = model.sample(free.baseline, free.prior, free.action, free.covariates, noise0, steps, eta, gamma,
-                           samples_per_unit=s, temperature=temperature)[0]
+        beats, z, p = model.sample(
+            pairs.baseline,
+            pairs.prior,
+            pairs.action,
+            pairs.covariates,
+            noise,
+            steps,
+            eta,
+            gamma,
+            samples_per_unit=s,
+            temperature=temperature,
+        )
+        ref = model.sample(
+            free.baseline,
+            free.prior,
+            free.action,
+            free.covariates,
+            noise0,
+            steps,
+            eta,
+            gamma,
+            samples_per_unit=s,
+            temperature=temperature,
+        )[0]
     return score(beats, z, p, pairs, model, s, ref)
 
 
@@ -141,8 +187,19 @@ def drug_free(pairs: Pairs) -> Pairs:
     zero = np.zeros_like(pairs.block)
     action = torch.as_tensor(action_vector(zero, np.zeros(n), np.zeros(n), np.zeros(n)), dtype=torch.float32)
     prior = ecgsyn_beat(pairs.waves.to_ecgsyn(), FS_HZ, WINDOW_S).float()
-    return Pairs(pairs.baseline, pairs.baseline, prior, action, pairs.covariates, pairs.rr_ms, ["placebo"] * n,
-                 pairs.waves, zero, np.zeros(n), sensitivity=pairs.sensitivity)
+    return Pairs(
+        pairs.baseline,
+        pairs.baseline,
+        prior,
+        action,
+        pairs.covariates,
+        pairs.rr_ms,
+        ["placebo"] * n,
+        pairs.waves,
+        zero,
+        np.zeros(n),
+        sensitivity=pairs.sensitivity,
+    )
 
 
 def evaluate_mechanistic(model: WorldModel, pairs: Pairs, s: int, seed: int) -> tuple[dict, dict]:
@@ -164,9 +221,18 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int, reps: int = 2000)
     return {"mean": round(float(d.mean()), 6), "ci95": [round(float(lo), 6), round(float(hi), 6)]}
 
 
-def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs: int = 1000, samples: int = 64,
-             seed: int = 1000, eta: float = 1.0, gamma: float | None = None, steps: int = 20, train_drugs=None,
-             temperature: float | None = None) -> dict:
+def evaluate(
+    prior_model: WorldModel,
+    ablation_model: WorldModel | None,
+    n_pairs: int = 1000,
+    samples: int = 64,
+    seed: int = 1000,
+    eta: float = 1.0,
+    gamma: float | None = None,
+    steps: int = 20,
+    train_drugs=None,
+    temperature: float | None = None,
+) -> dict:
     """The eval.json layout: {"heldout": {"prior", "ablation", "mechanistic"}, "train": {...}}, and where an
     ablation is given, ``prior_minus_ablation``: paired differences on the same held-out pairs and draws
     (negative = the prior helps) with 95 % bootstrap intervals, so "lower with the prior" can be read
@@ -181,14 +247,24 @@ def evaluate(prior_model: WorldModel, ablation_model: WorldModel | None, n_pairs
     abl_temperature = None
     if ablation_model is not None:
         abl_temperature = sampler_settings(ablation_model)["temperature"]
-        result["heldout"]["ablation"], abl_pp = evaluate_model(ablation_model, heldout, samples, seed, eta, 0.0, steps,
-                                                               abl_temperature)
+        result["heldout"]["ablation"], abl_pp = evaluate_model(
+            ablation_model, heldout, samples, seed, eta, 0.0, steps, abl_temperature
+        )
         result["prior_minus_ablation"] = {
             "dqtcf_mae_ms": paired_difference(prior_pp["dqtcf_abs_err_ms"], abl_pp["dqtcf_abs_err_ms"], seed),
-            "hallucination_rate": paired_difference(prior_pp["implausible_share"], abl_pp["implausible_share"], seed)}
+            "hallucination_rate": paired_difference(prior_pp["implausible_share"], abl_pp["implausible_share"], seed),
+        }
     result["heldout"]["mechanistic"] = evaluate_mechanistic(prior_model, heldout, samples, seed)[0]
     result["train"] = evaluate_model(prior_model, train, samples, seed, eta, gamma, steps, temperature)[0]
-    result["settings"] = {"n_pairs": n_pairs, "samples": samples, "seed": seed, "eta": eta, "gamma": gamma,
-                          "temperature": temperature, "ablation_temperature": abl_temperature,
-                          "steps": steps, "heldout_drugs": list(HELDOUT_DRUGS)}
+    result["settings"] = {
+        "n_pairs": n_pairs,
+        "samples": samples,
+        "seed": seed,
+        "eta": eta,
+        "gamma": gamma,
+        "temperature": temperature,
+        "ablation_temperature": abl_temperature,
+        "steps": steps,
+        "heldout_drugs": list(HELDOUT_DRUGS),
+    }
     return result
