@@ -36,6 +36,7 @@ import torch
 from vtrial.sampling.registry import make_sampler
 from vtrial.sources.locate import load_cohort
 from vtrial.spec.protocol import parse_protocol
+from vtrial.spec.samplers import SAMPLERS
 from vtrial.spec.work_units import UnitPlan, batch_slices
 from vtrial.trial import run_trial
 
@@ -106,7 +107,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--scale", type=int, default=10)
-    ap.add_argument("--sampler", default="worldmodel", choices=["worldmodel", "mechanistic"])
+    ap.add_argument("--sampler", default="worldmodel", choices=SAMPLERS)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vtrial-bench-scale-"))

@@ -24,14 +24,13 @@ from vtrial.spec.drugs import HERG_MODELS, drug_table
 from vtrial.spec.protocol import ProtocolError
 from vtrial.spec.samplers import SAMPLERS
 from vtrial.stats.tdp import CATEGORY_NAMES
-from vtrial.studies.ecgrdvq_benchmark import lodo_potency_ratios, plot_courses, run_benchmark
+from vtrial.studies.ecgrdvq_benchmark import BENCHMARK_SAMPLERS, lodo_potency_ratios, plot_courses, run_benchmark
 from vtrial.studies.epk_fit import EXPOSURES, MAP_MODELS
 from vtrial.studies.worldmodel_eval import evaluate
 from vtrial.trial import RunError, analyse_run, load_protocol, run_trial
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Virtual drug trials on simulated ECGs.")
 console = Console(stderr=True)
-BENCHMARK_SAMPLERS = list(reversed(SAMPLERS))  # the world model first: it fills the top-level block
 DATA_HELP = "folder where the protocol's relative cohort data paths (cohort.table, cohort.wfdb) are also looked up"
 
 
@@ -359,7 +358,7 @@ def bench_ecgrdvq(
         0, "--seed", help="seed of the samples and the added noise (the subjects' split has its own, fixed)"
     ),
     sampler: list[str] = typer.Option(
-        BENCHMARK_SAMPLERS, "--sampler", help="samplers to score; the first fills the top-level block"
+        list(BENCHMARK_SAMPLERS), "--sampler", help="samplers to score; the first fills the top-level block"
     ),
     max_nfev: int = typer.Option(400, "--max-nfev", help="evaluations per Δ(block) fit"),
     draws: int | None = typer.Option(
