@@ -333,6 +333,14 @@ def data_download(
         console.print(
             f"[yellow]warning[/yellow] {f} not found on the server; the records are complete", highlight=False
         )
+    for rec, why in rep.refused.items():
+        console.print(f"refused {rec}: {why}", highlight=False, markup=False, style="red")
+    if rep.refused:
+        console.print(
+            f"{len(rep.refused)} records were refused: the mirror named files vtrial will not write "
+            f"(nothing was written for them)",
+            highlight=False,
+        )
     if rep.failed:
         for rec, err in rep.failed.items():
             console.print(f"[red]failed[/red] {rec}: {err}", highlight=False)
@@ -341,6 +349,7 @@ def data_download(
             "resume (complete files are kept, partial ones continued)",
             highlight=False,
         )
+    if rep.failed or rep.refused:
         raise typer.Exit(1)
 
 

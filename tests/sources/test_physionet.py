@@ -148,3 +148,51 @@ def test_unknown_database_and_unreachable_mirror(tmp_path):
     assert res.exit_code == 2 and "unknown database 'nosuchdb'" in res.output
     res = download("http://127.0.0.1:9", tmp_path / "x")
     assert res.exit_code == 1 and "cannot reach http://127.0.0.1:9/content/ecgrdvq/" in res.output
+
+
+def test_names_from_a_hostile_mirror_are_refused_and_nothing_lands_outside_dest(server, tmp_path):
+    """RECORDS entries and header file names that climb out of --dest, hide or point elsewhere are refused,
+    named, and never written; the honest records still download."""
+    url, handler = server
+    evil_header = b"evil 1 500 4000\nauthorized_keys 16 200 16 0 0 0 0 II\n"
+    handler.files.update(
+        {
+            "RECORDS": b"1001/rec1\n../../../../outside/x\n1002/.bashrc\n/etc/cron.d/x\n1003/evil\n1004/rec4\n",
+            "1003/evil.hea": evil_header,
+            "1004/rec4.hea": handler.files["1002/rec2.hea"]
+            .replace(b"rec2", b"rec4")
+            .replace(b"rec4.dat", b"../../x.dat"),
+            "../../../../outside/x.hea": b"x 1 500 10\nx.dat 16 200 16 0 0 0 0 II\n",
+        }
+    )
+    dest = tmp_path / "box" / "dl"
+    before = {p for p in tmp_path.rglob("*")}
+    res = download(url, dest)
+    assert res.exit_code == 1
+    text = " ".join(res.output.split())
+    for rec, why in (
+        ("../../../../outside/x", "'..'"),
+        ("1002/.bashrc", "hidden"),
+        ("/etc/cron.d/x", "absolute"),
+        ("1003/evil", "'authorized_keys'"),
+    ):
+        assert f"refused {rec}:" in text and why in text.split(f"refused {rec}:")[1][:200], (rec, text)
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert all(p == dest or dest in p.parents or p in dest.parents for p in written), sorted(map(str, written))
+    assert sorted(p.name for p in written if p.is_file()) == ["SCR-002.Clinical.Data.csv", "rec1.dat", "rec1.hea"]
+    assert "1 records" in text  # only the honest one
+    assert "failed 1004/rec4: unreadable header" in text  # a header wfdb cannot parse fails that record alone
+
+
+def test_every_write_is_proven_inside_dest(tmp_path):
+    from vtrial.sources.physionet import RefusedName, check_signal_file, dest_path
+
+    assert dest_path(tmp_path, "a/b.dat") == (tmp_path / "a" / "b.dat").resolve()
+    (tmp_path / "link").symlink_to("/tmp")
+    for bad in ("../x", "a/../../x", "/abs", "link/x.dat", ".hidden", "a\\\\b", "C:/x"):
+        with pytest.raises(RefusedName):
+            dest_path(tmp_path, bad)
+    assert check_signal_file("100.dat", "100") == "100.dat"
+    for bad in ("other.dat", "100.sh", "sub/100.dat", "100"):
+        with pytest.raises(RefusedName):
+            check_signal_file(bad, "100")

@@ -9,6 +9,12 @@ per record. Besides the WFDB records, the study's clinical table is fetched (``D
 
 ``base_url`` points wfdb at a mirror laid out like PhysioNet (``BASE/content/DB/`` naming the version,
 ``BASE/files/DB/VERSION/...`` holding the files); the tests use a server on loopback.
+
+A mirror is not trusted: every name it gives (``RECORDS`` entries, the version, the signal and segment
+files a header names) is checked before anything is written — a relative path of plain parts, no ``..``,
+no absolute path, no hidden file, signal files only the record's own with a signal-file extension — and
+every write goes through ``dest_path``, which proves the final path lies inside ``dest``. A refused name
+is reported with its reason (``DownloadReport.refused``) and nothing is written for it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +52,52 @@ class DownloadReport:
     failed: dict[str, str] = field(default_factory=dict)
     extra_files: list[str] = field(default_factory=list)
     missing_extra_files: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # name from the mirror → why it was not written
+
+
+SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # one path part: no hidden file, no odd character
+SIGNAL_SUFFIXES = (".dat", ".mat", ".edf", ".xyz")  # what a WFDB header may name as its signal files
+
+
+class RefusedName(ValueError):
+    """A name from the mirror that vtrial will not write, with the reason."""
+
+
+def check_relative(name, what: str = "name") -> str:
+    """``name`` if it is a relative POSIX path of plain parts (letters, digits, ``_ . + -``; none hidden,
+    none ``..``); else ``RefusedName``."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise RefusedName(f"{what} {name!r}: not a plain relative path")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise RefusedName(f"{what} {name!r}: an absolute path")
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            raise RefusedName(f"{what} {name!r}: '..', '.' or an empty part")
+        if part.startswith("."):
+            raise RefusedName(f"{what} {name!r}: a hidden file or folder")
+        if not SAFE_PART.fullmatch(part):
+            raise RefusedName(f"{what} {name!r}: characters other than letters, digits and _ . + -")
+    return name
+
+
+def check_signal_file(name, record_base: str, what: str = "signal file") -> str:
+    """A file a header names: a base name of the record's own (``RECORD...``) with a signal-file extension."""
+    check_relative(name, what)
+    if "/" in name:
+        raise RefusedName(f"{what} {name!r}: a header names files beside it, not in other folders")
+    if not name.startswith(record_base) or not name.endswith(SIGNAL_SUFFIXES):
+        raise RefusedName(f"{what} {name!r}: not {record_base}* with one of {', '.join(SIGNAL_SUFFIXES)}")
+    return name
+
+
+def dest_path(dest: Path, rel: str) -> Path:
+    """The path ``rel`` will be written to under ``dest``, once it is proven to lie inside ``dest`` (links
+    resolved); ``RefusedName`` otherwise. Every file the download writes goes through here."""
+    root = Path(dest).resolve()
+    target = (root / check_relative(rel, "file")).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise RefusedName(f"file {rel!r}: would be written outside {root}")
+    return target
 
 
 @contextlib.contextmanager
@@ -77,20 +130,29 @@ def record_files(db_dir: str, rec: str) -> list[str]:
     per signal in it; fetched concurrently, a partial file would then be continued twice.)"""
     import wfdb
 
+    check_relative(rec, "record")
     folder, base = posixpath.split(rec)
     header = wfdb.rdheader(base, pn_dir=posixpath.join(db_dir, folder))
-    names = list(getattr(header, "file_name", None) or [])
+    names = [check_signal_file(n, base) for n in getattr(header, "file_name", None) or []]
     for seg in getattr(header, "seg_name", None) or []:  # multi-segment records
         if seg != "~":
-            names.append(seg + ".hea")
+            names.append(
+                check_signal_file(seg + ".hea", base, "segment")
+                if not seg.endswith("_layout")
+                else check_relative(seg + ".hea", "segment")
+            )
             if not seg.endswith("_layout"):
-                names += wfdb.rdheader(seg, pn_dir=posixpath.join(db_dir, folder)).file_name or []
+                names += [
+                    check_signal_file(n, base)
+                    for n in wfdb.rdheader(seg, pn_dir=posixpath.join(db_dir, folder)).file_name or []
+                ]
     return [rec + ".hea"] + [posixpath.join(folder, n) for n in dict.fromkeys(names)]
 
 
 def _fetch(download, db_dir: str, path: str, dest: Path) -> None:
-    """wfdb's file download: skipped when complete, continued with a range request when partial."""
-    (dest / posixpath.dirname(path)).mkdir(parents=True, exist_ok=True)
+    """wfdb's file download: skipped when complete, continued with a range request when partial; only to
+    a path proven inside ``dest``."""
+    dest_path(dest, path).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(io.StringIO()):  # wfdb prints a line when it continues a file
         download.dl_pn_file((posixpath.basename(path), posixpath.dirname(path), db_dir, str(dest), True, False))
 
@@ -141,14 +203,26 @@ def download_database(
             version = download.get_version(name)
         except Exception as exc:
             raise ConnectionError(f"cannot reach {base_url}/content/{name}/: {type(exc).__name__}: {exc}") from None
+        try:
+            check_relative(version, "version")
+        except RefusedName as exc:
+            raise ConnectionError(f"{base_url}/content/{name}/: {exc}") from None
         db_dir = posixpath.join(name, version)
         report = DownloadReport(name, version, dest)
         records = record_names(download, db_dir)
         for i, rec in enumerate(records, 1):
-            error = _attempts(
-                lambda rec=rec: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)], retries
-            )
-            if error is None:
+            try:
+                error = _attempts(
+                    lambda rec=rec: [_fetch(download, db_dir, f, dest) for f in record_files(db_dir, rec)], retries
+                )
+            except RefusedName as exc:  # nothing of this record is written
+                report.refused[rec] = str(exc)
+                error = None
+            except ValueError as exc:  # a header wfdb cannot parse (HeaderSyntaxError and kin): not retried
+                error = f"unreadable header: {type(exc).__name__}: {exc}"
+            if rec in report.refused:
+                pass
+            elif error is None:
                 report.records.append(rec)
             else:
                 report.failed[rec] = error
