@@ -104,3 +104,13 @@ def test_refusals_on_a_uri(runs, tmp_path):
     assert sorted(x.name for x in other.iterdir()) == ["notes.txt"]
     with pytest.raises(RunError, match=r"nosuchfs://bucket/run"):
         run_trial(p, out="nosuchfs://bucket/run", progress=False, track=False)
+
+
+def test_a_remote_key_that_climbs_out_of_the_staging_folder_is_refused(tmp_path, monkeypatch):
+    base = tmp_path / "store"
+    base.mkdir()
+    loc = RunLocation(f"file://{base}/run")
+    monkeypatch.setattr(loc, "_remote_files", lambda: ["samples.parquet/part-000000.parquet", "../../../evil.sh"])
+    with pytest.raises(ValueError, match=r"holds a key vtrial will not fetch: file '\.\./\.\./\.\./evil\.sh'"):
+        loc.pull()
+    assert not (loc.local.parent.parent / "evil.sh").exists()

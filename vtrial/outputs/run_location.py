@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from vtrial.spec.paths import RefusedName, dest_path
+
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 UPLOAD_THREADS = 8
 
@@ -73,14 +75,20 @@ class RunLocation:
 
     def pull(self, only: tuple[str, ...] | None = None) -> int:
         """Fetch into the staging folder every file the URI holds (or those of ``only``) that it lacks;
-        returns the count."""
+        returns the count. Every key is checked before anything is fetched: an object store's key may hold
+        '..' or be absolute, and nothing is ever written outside the staging folder."""
         if not self.remote:
             return 0
-        n = 0
+        wanted = []
         for rel in self._remote_files():
             if only is not None and rel not in only:
                 continue
-            dest = self.local / rel
+            try:
+                wanted.append((rel, dest_path(self.local, rel)))
+            except RefusedName as exc:
+                raise ValueError(f"{self.uri} holds a key vtrial will not fetch: {exc}; nothing was fetched") from None
+        n = 0
+        for rel, dest in wanted:
             if dest.exists():
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import io
 import posixpath
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from vtrial.spec.paths import RefusedName, check_relative, dest_path
 
 PHYSIONET = "https://physionet.org"
 DATABASES = {
@@ -55,29 +56,7 @@ class DownloadReport:
     refused: dict[str, str] = field(default_factory=dict)  # name from the mirror → why it was not written
 
 
-SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # one path part: no hidden file, no odd character
 SIGNAL_SUFFIXES = (".dat", ".mat", ".edf", ".xyz")  # what a WFDB header may name as its signal files
-
-
-class RefusedName(ValueError):
-    """A name from the mirror that vtrial will not write, with the reason."""
-
-
-def check_relative(name, what: str = "name") -> str:
-    """``name`` if it is a relative POSIX path of plain parts (letters, digits, ``_ . + -``; none hidden,
-    none ``..``); else ``RefusedName``."""
-    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
-        raise RefusedName(f"{what} {name!r}: not a plain relative path")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise RefusedName(f"{what} {name!r}: an absolute path")
-    for part in name.split("/"):
-        if part in ("", ".", ".."):
-            raise RefusedName(f"{what} {name!r}: '..', '.' or an empty part")
-        if part.startswith("."):
-            raise RefusedName(f"{what} {name!r}: a hidden file or folder")
-        if not SAFE_PART.fullmatch(part):
-            raise RefusedName(f"{what} {name!r}: characters other than letters, digits and _ . + -")
-    return name
 
 
 def check_signal_file(name, record_base: str, what: str = "signal file") -> str:
@@ -88,16 +67,6 @@ def check_signal_file(name, record_base: str, what: str = "signal file") -> str:
     if not name.startswith(record_base) or not name.endswith(SIGNAL_SUFFIXES):
         raise RefusedName(f"{what} {name!r}: not {record_base}* with one of {', '.join(SIGNAL_SUFFIXES)}")
     return name
-
-
-def dest_path(dest: Path, rel: str) -> Path:
-    """The path ``rel`` will be written to under ``dest``, once it is proven to lie inside ``dest`` (links
-    resolved); ``RefusedName`` otherwise. Every file the download writes goes through here."""
-    root = Path(dest).resolve()
-    target = (root / check_relative(rel, "file")).resolve()
-    if target == root or not target.is_relative_to(root):
-        raise RefusedName(f"file {rel!r}: would be written outside {root}")
-    return target
 
 
 @contextlib.contextmanager
