@@ -64,3 +64,23 @@ def test_report_escapes_names_and_embeds_every_figure(tmp_path):
     written = {x.stem for x in paths if x.suffix == ".png"}
     assert {"ddqtcf_time_course", "patient_risk", "beats", "cqtc"} <= written <= set(FIGURES)
     assert page.count('<img src="data:image/png;base64,') == len(written)
+
+
+def test_names_with_markup_characters_and_an_all_invalid_run_still_make_a_report(tmp_path):
+    """``$\\cmd$`` in an arm name once stopped the report in matplotlib's mathtext, after all the sampling."""
+    from vtrial.cli import show_result
+
+    d = {**TRIAL, "name": "p $\\cmd$", "arms": [TRIAL["arms"][0], {**TRIAL["arms"][1], "name": "$\\cmd$ arm"}]}
+    p = parse_protocol(d)
+    cohort, _ = load_cohort(p.cohort, p.seed)
+    units = UnitPlan(p, cohort).all()
+    for name, settings in (("mathtext", {}), ("all_invalid", {"noise_mv": 50.0})):
+        out = tmp_path / name
+        rows = MechanisticSampler(3, settings=settings).sample(units, p.seed)
+        store.write_part(out, 0, rows, [a.name for a in p.arms], p.content_hash, p.seed)
+        an = analyse(p, store.scan_samples(out))
+        write_report(out, p, an)
+        show_result(an, p.name)
+        assert "$\\cmd$ arm" in (out / "report.html").read_text()
+        if name == "all_invalid":
+            assert not rows["valid"].any() and an.summary["peak_ms"].is_null().all()

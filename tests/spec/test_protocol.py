@@ -181,9 +181,75 @@ CASES = [
     (
         "bad inline drug",
         setitem(["drugs"], {"x": {"ic50_nM": {"hERG": -1.0}, "mw_g_mol": 300, "fu": 0.5}}),
-        r"drugs.x: drug 'x': ic50_nM.hERG = -1.0 must be >= 0",
+        r"drugs.x.ic50_nM: hERG = -1.0 must be >= 0",
     ),
     ("no arms", setitem(["arms"], []), r"arms: Tuple should have at least 1 item"),
+]
+
+
+INLINE = {"ic50_nM": {"hERG": 300.0}, "hill": {"hERG": 1.0}, "mw_g_mol": 400.0, "fu": 0.1, "free_cmax_nM": 50.0}
+
+
+def inline(**changes):
+    """An inline drug ``x`` with ``changes``, dosed in an arm of its own."""
+
+    def f(d):
+        d["drugs"] = {"x": {**INLINE, **changes}}
+        d["arms"].append({"name": "x", "drugs": [{"drug": "x", "exposure": {"multiple_of_free_cmax": 1}}]})
+
+    return f
+
+
+NAN, INF = float("nan"), float("inf")
+# accepted before, then failing after all the sampling (or crashing validate itself): refused up front now
+CASES += [
+    (
+        "infinite dose",
+        setitem(["arms", 1, "drugs", 0, "dose", "value"], INF),
+        r"arms\[1\].drugs\[0\].dose.value: Input should be a finite number",
+    ),
+    (
+        "NaN dose",
+        setitem(["arms", 1, "drugs", 0, "dose", "value"], NAN),
+        r"dose.value: Input should be a finite number",
+    ),
+    (
+        "NaN time",
+        setitem(["schedule", "times_h"], [-0.5, NAN, 2.0]),
+        r"schedule.times_h\[1\]: Input should be a finite number",
+    ),
+    (
+        "infinite time",
+        setitem(["schedule", "times_h"], [-0.5, 1.0, INF]),
+        r"schedule.times_h\[2\]: Input should be a finite number",
+    ),
+    ("NaN start", setitem(["arms", 1, "drugs", 0, "start_h"], NAN), r"start_h: Input should be a finite number"),
+    (
+        "NaN setting",
+        setitem(["sampling", "settings"], {"temperature": NAN}),
+        r"sampling.settings.temperature: Input should be a finite number",
+    ),
+    (
+        "infinite lambda",
+        setitem(["risk"], {"aversion_lambda": INF}),
+        r"risk.aversion_lambda: Input should be a finite number",
+    ),
+    (
+        "empty experiment",
+        setitem(["tracking"], {"experiment": ""}),
+        r"tracking.experiment: String should have at least 1 character",
+    ),
+    ("NaN hill", inline(hill={"hERG": NAN}), r"drugs.x.hill.hERG: Input should be a finite number"),
+    ("zero hill", inline(hill={"hERG": 0.0}), r"drugs.x.hill: hERG = 0.0 must be > 0"),
+    ("negative IC50", inline(ic50_nM={"hERG": -1.0}), r"drugs.x.ic50_nM: hERG = -1.0 must be >= 0"),
+    ("NaN IC50", inline(ic50_nM={"hERG": NAN}), r"drugs.x.ic50_nM.hERG: Input should be a finite number"),
+    ("unknown channel", inline(ic50_nM={"hERGx": 3.0}), r"drugs.x.ic50_nM: unknown channels \['hERGx'\]"),
+    (
+        "unknown pk key",
+        inline(pk={"ka_per_h": 1, "cl_l_h": 2, "v1_l": 3, "vee": 4}),
+        r"drugs.x.pk: unknown PK parameters 'vee'",
+    ),
+    ("missing pk key", inline(pk={"ka_per_h": 1}), r"drugs.x.pk: missing PK parameters \['cl_l_h', 'v1_l'\]"),
 ]
 
 

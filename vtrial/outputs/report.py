@@ -277,7 +277,13 @@ def html_table(df: pl.DataFrame, digits: int = 1) -> str:
 
 
 def write_report(out: Path, protocol, an) -> list[Path]:
-    """Write the PNGs and report.html into ``out``; returns their paths."""
+    """Write the PNGs and report.html into ``out``; returns their paths. Names are text, never markup:
+    an arm called ``$\\alpha$`` is drawn as written (matplotlib's mathtext is off) and escaped in the HTML."""
+    with _plt().rc_context({"text.parse_math": False}):
+        return _write_report(out, protocol, an)
+
+
+def _write_report(out: Path, protocol, an) -> list[Path]:
     out = Path(out)
     placebo = placebo_index(protocol)
     beats = example_beats(store.read_beats(out), an.summary)

@@ -12,6 +12,7 @@ exist is checked by ``vtrial.sources.locate`` (cohort data) and ``vtrial.samplin
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -22,7 +23,8 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vtrial.spec.drugs import Drug, get_drug, known_drugs
+from vtrial.physiology.block import CHANNELS
+from vtrial.spec.drugs import Drug, DrugPK, get_drug, known_drugs
 from vtrial.spec.samplers import DEFAULT_SAMPLER, SAMPLER_SETTINGS, SAMPLERS, unknown_settings
 
 DOSE_UNITS_TO_MG = {"ng": 1e-6, "ug": 1e-3, "µg": 1e-3, "mcg": 1e-3, "mg": 1.0, "g": 1e3}
@@ -53,7 +55,8 @@ class ProtocolError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every number finite: a NaN or infinite dose, time or setting is refused here, not after the sampling
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Dose(_Model):
@@ -217,8 +220,8 @@ class Output(_Model):
 
 
 class Tracking(_Model):
-    uri: str | None = None
-    experiment: str = "vtrial"
+    uri: str | None = Field(default=None, min_length=1)
+    experiment: str = Field(default="vtrial", min_length=1)
 
 
 class HergBindingSpec(_Model):
@@ -234,6 +237,35 @@ class HergBindingSpec(_Model):
 class InlineDrug(_Model):
     ic50_nM: dict[str, float | None]
     hill: dict[str, float | None] = Field(default_factory=dict)
+
+    @field_validator("ic50_nM", "hill")
+    @classmethod
+    def _channels(cls, v, info):
+        unknown = sorted(set(v) - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; known: {', '.join(CHANNELS)}")
+        bad = {ch: x for ch, x in v.items() if x is not None and not (x > 0 if info.field_name == "hill" else x >= 0)}
+        if bad:
+            rule = "> 0" if info.field_name == "hill" else ">= 0 (0 or missing: no block)"
+            raise ValueError("; ".join(f"{ch} = {x!r} must be {rule}" for ch, x in bad.items()))
+        return v
+
+    @field_validator("pk")
+    @classmethod
+    def _pk(cls, v):
+        if v is None:
+            return v
+        known = [f.name for f in dataclasses.fields(DrugPK) if f.name != "source"]
+        unknown = sorted(set(v) - set(known))
+        if unknown:
+            close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            hints = ", ".join(f"{u!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for u, c in close.items())
+            raise ValueError(f"unknown PK parameters {hints}; known: {', '.join(known)}")
+        missing = [k for k in ("ka_per_h", "cl_l_h", "v1_l") if k not in v]
+        if missing:
+            raise ValueError(f"missing PK parameters {missing}")
+        return v
+
     mw_g_mol: float = Field(gt=0)
     fu: float = Field(ge=0, le=1)
     salt_factor: float = Field(default=1.0, gt=0, le=1)
@@ -350,6 +382,13 @@ def _semantic_problems(p: Protocol) -> list[str]:
     for i, n in enumerate(names):
         if names.index(n) != i:
             problems.append(f"arms[{i}].name: duplicate arm name {n!r}")
+    broken = {}
+    for name in p.drugs:
+        try:
+            p.drug(name)
+        except (ValueError, TypeError) as exc:  # e.g. an unknown pk key, a fraction out of range
+            broken[name] = exc
+            problems.append(f"drugs.{name}: {exc}")
     known = set(known_drugs()) | set(p.drugs)
     for i, arm in enumerate(p.arms):
         for j, d in enumerate(arm.drugs):
@@ -359,6 +398,8 @@ def _semantic_problems(p: Protocol) -> list[str]:
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 problems.append(f"{where}.drug: unknown drug {d.drug!r}.{hint} Known: {', '.join(sorted(known))}")
                 continue
+            if d.drug in broken:  # named once, under drugs
+                continue
             drug = p.drug(d.drug)
             if d.dose is not None and drug.pk is None:
                 problems.append(
@@ -367,11 +408,6 @@ def _semantic_problems(p: Protocol) -> list[str]:
                 )
             if d.exposure is not None and d.exposure.multiple_of_free_cmax is not None and drug.free_cmax_nM is None:
                 problems.append(f"{where}.exposure: drug {d.drug!r} has no free_cmax_nM")
-    for name in p.drugs:
-        try:
-            p.drug(name)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"drugs.{name}: {exc}")
     unknown = unknown_settings(p.sampling.sampler, p.sampling.settings)
     if unknown:
         problems.append(
