@@ -66,3 +66,35 @@ def test_checkpoint_with_a_pickled_callable_is_refused_without_running_it(tiny, 
     with pytest.raises(CheckpointError, match=r"evil.pt: refused to load"):
         load_checkpoint(evil)
     assert not os.path.exists(marker)
+
+
+def test_hostile_or_broken_checkpoints_are_named_before_anything_is_allocated(tiny, tmp_path):
+    _, _, path = tiny
+    good = torch.load(path, weights_only=True)
+
+    def saved(name, **changes):
+        blob = {**good, **changes}
+        torch.save(blob, tmp_path / name)
+        return tmp_path / name
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("not a checkpoint at all\n")
+    cases = [
+        (tmp_path / "empty.pt", r"empty.pt: not a readable checkpoint"),
+        (tmp_path / "text.pt", r"text.pt: not a readable checkpoint"),
+        (saved("list.pt", model_args=[1, 2]), r"list.pt: model_args is a list, expected a mapping"),
+        (saved("unknown.pt", model_args={**good["model_args"], "heads": 8}), r"unknown model_args \['heads'\]"),
+        (
+            saved("string.pt", model_args={**good["model_args"], "width": "32"}),
+            r"model_args.width = '32', expected a positive int",
+        ),
+        (saved("nostate.pt", state_dict=None), r"nostate.pt: no state_dict of tensors"),
+        # a 2-kB file whose metadata asks for a 200,000-wide network: refused from the shapes, never built
+        (
+            saved("wide.pt", model_args={**good["model_args"], "width": 200_000}, state_dict={}),
+            r"wide.pt: weights do not fit",
+        ),
+    ]
+    for file, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(file)

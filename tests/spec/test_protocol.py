@@ -336,3 +336,23 @@ def test_not_a_mapping(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(ProtocolError, match="expected a mapping of protocol fields, got list"):
         load_protocol(f)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name: caf\xe9\n".encode("latin-1"), r"<file>: not UTF-8 text \(byte 0xe9 on line 1\)"),
+        (bytes(range(256)) * 4, r"<file>: not UTF-8 text"),
+        (("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), r"<yaml>: nested too deeply to be a protocol"),
+        (("{a: " * 3000 + "1" + "}" * 3000).encode(), r"<yaml>: nested too deeply to be a protocol"),
+        (b"", r"<root>: expected a mapping of protocol fields, got NoneType"),
+    ],
+    ids=["latin-1", "binary", "deep lists", "deep mappings", "empty"],
+)
+def test_unreadable_protocol_files_are_named_not_tracebacks(tmp_path, content, message):
+    f = tmp_path / "p.yaml"
+    f.write_bytes(content)
+    with pytest.raises(ProtocolError, match=message):
+        load_protocol(f)
+    with pytest.raises(ProtocolError, match=r"\(it is a folder\)"):
+        load_protocol(tmp_path)

@@ -45,6 +45,9 @@ ENDPOINTS = (
 )
 
 
+MAX_PROTOCOL_BYTES = 4_000_000  # a protocol of thousands of arms is a few hundred kB
+
+
 class ProtocolError(ValueError):
     """A protocol that cannot run; ``problems`` lists each as 'field.path: message'."""
 
@@ -425,6 +428,8 @@ def parse_protocol(data: dict, source: str = "<protocol>") -> Protocol:
         p = Protocol.model_validate(data)
     except ValidationError as err:
         raise ProtocolError(source, _problems(err)) from None
+    except RecursionError:
+        raise ProtocolError(source, ["<root>: nested too deeply to be a protocol"]) from None
     problems = _semantic_problems(p)
     if problems:
         raise ProtocolError(source, problems)
@@ -436,14 +441,24 @@ def read_protocol(path: str | Path) -> Protocol:
     files it names)."""
     path = Path(path)
     if not path.is_file():
-        raise ProtocolError(str(path), ["<file>: protocol file not found"])
+        raise ProtocolError(str(path), ["<file>: protocol file not found" + (" (it is a folder)" if path.is_dir() else "")])
+    raw = path.read_bytes()
+    if len(raw) > MAX_PROTOCOL_BYTES:
+        raise ProtocolError(str(path), [f"<file>: {len(raw):,} bytes; a protocol is at most {MAX_PROTOCOL_BYTES:,}"])
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ProtocolError(str(path), [f"<file>: not UTF-8 text (byte {raw[exc.start]:#04x} on line {line})"]) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProtocolError(str(path), [f"<yaml>: malformed YAML at {where}: {problem}"]) from None
+    except RecursionError:
+        raise ProtocolError(str(path), ["<yaml>: nested too deeply to be a protocol"]) from None
     return parse_protocol(data, str(path))
 
 
