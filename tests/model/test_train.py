@@ -1,6 +1,7 @@
 """Training: a tiny run learns, and its randomness comes from its seed alone."""
 
 import numpy as np
+import pytest
 import torch
 
 from vtrial.model.train import TrainConfig, train
@@ -50,3 +51,34 @@ def test_training_leaves_the_global_rng_alone():
     torch.manual_seed(12)
     b, _ = train(cfg, log=lambda d: None)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", r"empty config; give at least `out`"),
+        ("width: [1, 2\n", r"malformed YAML at line 2"),
+        ("- 1\n", r"expected a mapping of training fields, got list"),
+        ("width: wide\n", r"width: Input should be a valid integer"),
+        ("lr: .nan\n", r"lr: Input should be a finite number"),
+        (
+            "n_pairs: -5\nbatch_size: 0\n",
+            r"n_pairs: Input should be greater than 0; batch_size: Input should be greater than 0",
+        ),
+        ("widht: 3\n", r"widht: Unexpected keyword argument .*known: seed, n_pairs"),
+        ("data: csv\n", r"data: Input should be 'builtin' or 'wfdb'"),
+    ],
+    ids=["empty", "malformed", "list", "string int", "nan lr", "negative sizes", "unknown key", "unknown data"],
+)
+def test_a_bad_training_config_is_named_before_any_training(tmp_path, text, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_yaml(path)
+
+
+def test_a_good_training_config_reads_with_yaml_number_quirks(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("out: m.pt\nlr: 1e-3\nwidth: '64'\n")  # YAML 1.1 reads 1e-3 as a string
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.lr == 1e-3 and cfg.width == 64 and cfg.out == "m.pt"

@@ -12,10 +12,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from torch import nn
 
 from vtrial.model.checkpoint import save_checkpoint
@@ -28,44 +30,66 @@ from vtrial.model.wfdb_corpus import pairs_from_wfdb
 # defaults: the shipped checkpoint's configuration (see vtrial/data/worldmodel.md)
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    n_pairs: int = 20000
-    virtual_fraction: float = 0.5  # builtin: share of drug pairs given a random in-vitro profile
-    map_spread: float | None = (
-        None  # builtin: None, the shipped Δ(block) map; a number, random maps (corpus.random_map_shifts)
-    )
-    data: str = "builtin"  # builtin | wfdb
+    """A training run, as its YAML gives it (``from_yaml`` validates every field: types, ranges, finite)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    seed: Annotated[int, Field(ge=0)] = 0
+    n_pairs: Annotated[int, Field(gt=0)] = 20000
+    # builtin: share of drug pairs given a random in-vitro profile
+    virtual_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # builtin: None, the shipped Δ(block) map; a number, random maps (corpus.random_map_shifts)
+    map_spread: Annotated[float, Field(ge=0)] | None = None
+    data: Literal["builtin", "wfdb"] = "builtin"  # builtin | wfdb
     metadata: str | None = None  # wfdb: table in the ECGRDVQ layout (EGREFID names each record)
     records_dir: str | None = None  # wfdb: folder of the records
     lead: str = "ii"
-    latent_dim: int = 32
-    channels: int = 32
-    width: int = 256
-    depth: int = 4
-    diffusion_steps: int = 200
-    ae_steps: int = 3000
-    diffusion_train_steps: int = 6000
-    batch_size: int = 256
-    lr: float = 2e-3
-    kl_weight: float = 1e-4
-    slope_weight: float = 0.0  # weight of the first-difference (slope) reconstruction loss
-    lambda0: float = 0.1
+    latent_dim: Annotated[int, Field(gt=0)] = 32
+    channels: Annotated[int, Field(gt=0)] = 32
+    width: Annotated[int, Field(gt=0)] = 256
+    depth: Annotated[int, Field(gt=0)] = 4
+    diffusion_steps: Annotated[int, Field(gt=0)] = 200
+    ae_steps: Annotated[int, Field(ge=0)] = 3000
+    diffusion_train_steps: Annotated[int, Field(ge=0)] = 6000
+    batch_size: Annotated[int, Field(gt=0)] = 256
+    lr: Annotated[float, Field(gt=0)] = 2e-3
+    kl_weight: Annotated[float, Field(ge=0)] = 1e-4
+    slope_weight: Annotated[float, Field(ge=0)] = 0.0  # weight of the first-difference (slope) reconstruction loss
+    lambda0: Annotated[float, Field(ge=0)] = 0.1
     prior_input: bool = False  # the denoiser also takes e_EPK's latent as an input
     residual: bool = False  # diffuse the latent's normalized departure from e_EPK's (needs prior_input)
     out: str = "runs/train/worldmodel.pt"
     tracking_uri: str | None = None  # default: a SQLite file under tracking_dir
     tracking_dir: str = "runs/train"
     experiment: str = "vtrial-train"
-    threads: int = 0  # 0: torch's default
+    threads: Annotated[int, Field(ge=0)] = 0  # 0: torch's default
 
     @staticmethod
     def from_yaml(path: str | Path) -> TrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}; known: {', '.join(sorted(known))}")
-        return TrainConfig(**data)
+        """Read and validate a training config; ``ValueError`` names the file and every bad field. An empty
+        config is refused: a full default training is hours, not something to start by accident."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: training config not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ValueError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        if not data:
+            raise ValueError(f"{path}: empty config; give at least `out` (see vtrial/data/train_worldmodel.yaml)")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of training fields, got {type(data).__name__}")
+        try:
+            return TypeAdapter(TrainConfig).validate_python(data)
+        except ValidationError as err:
+            problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+            known = ", ".join(f.name for f in fields(TrainConfig))
+            hint = f" (known: {known})" if any("Unexpected keyword" in p for p in problems) else ""
+            raise ValueError(f"{path}: " + "; ".join(problems) + hint) from None
 
 
 def seeded_init(model: WorldModel, generator: torch.Generator) -> None:
