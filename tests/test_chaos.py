@@ -153,3 +153,33 @@ def test_killed_driver_resumes_and_finishes_only_what_is_missing(protocol_file, 
     assert any(f"part {torn} was unreadable" in e for e in info["events"])
     assert not list((out / store.SAMPLES).glob("*.tmp"))
     assert pl.read_parquet(out / "arms.parquet").height > 0
+
+
+def test_sigterm_stops_cleanly_says_how_to_resume_and_the_resume_finishes(protocol_file, tmp_path, reference):
+    out = tmp_path / "out"
+    proc = start(protocol_file, out)
+    try:
+        wait_for_parts(proc, out, 3)
+        ray_procs = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err[-3000:]
+    said = " ".join(err.split())
+    assert "stopped by SIGTERM" in said and f"--out {out} --resume" in said
+    assert "Traceback" not in err and "SIGABRT" not in err
+    _, alive = psutil.wait_procs(ray_procs, timeout=30)
+    assert not alive, [p.cmdline()[:3] for p in alive]  # Ray shut down with the driver: no orphans
+    assert not (out / ".vtrial.lock").exists()
+    done = len(store.done_parts(out))
+    assert done < N_BATCHES, "the run finished before the signal: the test proves nothing"
+    res = subprocess.run(
+        [str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    same_rows(out, reference)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def run(
             )
             raise typer.Exit(2)
         p = p.replace(herg_model=herg_model)
+    previous = signal.signal(signal.SIGTERM, _stop)  # a SIGTERM unwinds like Ctrl-C: Ray shut down, lock released
     try:
         result = run_trial(
             p,
@@ -143,8 +145,27 @@ def run(
     except RunError as err:
         console.print(f"[red]error[/red] {err}", highlight=False)
         raise typer.Exit(1) from None
+    except (KeyboardInterrupt, Stopped) as stop:
+        name, code = ("SIGTERM", 143) if isinstance(stop, Stopped) else ("Ctrl-C", 130)
+        where = out or p.output.dir
+        console.print(
+            f"[yellow]stopped[/yellow] by {name}; the finished batches are kept in {where}: "
+            f"`vtrial run {protocol} --out {where} --resume` runs only the rest",
+            highlight=False,
+        )
+        raise typer.Exit(code) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     show_result(result.analysis, p.name)
     console.print(f"tables, report.html and MLflow run in {result.location or result.out}")
+
+
+class Stopped(Exception):
+    """SIGTERM, raised in the main thread so that the run unwinds as for Ctrl-C."""
+
+
+def _stop(signum, frame):
+    raise Stopped()
 
 
 def show_result(an, name: str) -> None:

@@ -24,9 +24,11 @@ import polars as pl
 from vtrial.outputs import store
 from vtrial.outputs.report import write_report
 from vtrial.outputs.run_folder import (
+    LOCK,
     RESOLVED,
     RUN_INFO,
     RunFolderError,
+    RunLock,
     check_output,
     read_resolved,
     record_output,
@@ -134,11 +136,6 @@ def run_trial(
     cannot be used stops the run instead of being skipped (and listed in ``cohort_report.json``);
     ``tracking_uri``: the MLflow store when the protocol's ``tracking.uri`` is unset; ``data_dir``: where
     relative cohort data paths are also looked up."""
-    # Ray takes seconds to import: only a run needs it (validate, report and the API's tables do not)
-    from vtrial.engine import cluster
-    from vtrial.engine.dispatch import DispatchError
-    from vtrial.engine.pool import ReplicaPool
-
     if seed is not None:
         protocol = protocol.replace(seed=seed)
     address = address or protocol.compute.address
@@ -155,13 +152,57 @@ def run_trial(
     t0 = time.perf_counter()
     cohort, cohort_report = resolve_cohort(protocol, base_dir, strict, data_dir)
     timings["cohort_s"] = time.perf_counter() - t0
+    lock = RunLock(out, shown=str(loc))
     try:
         if loc.remote:
             stage(loc, resume)
+        lock.acquire()  # one live run per folder; a dead run's lock is taken over
         check_output(out, protocol, resume, shown=str(loc))
     except RunFolderError as exc:
+        lock.release()
         raise RunError(str(exc)) from None
+    try:
+        return _run_locked(
+            protocol,
+            loc,
+            cohort,
+            cohort_report,
+            timings,
+            address,
+            replicas,
+            resume,
+            progress,
+            track,
+            base_dir,
+            tracking_uri,
+            lock,
+        )
+    finally:
+        lock.release()
 
+
+def _run_locked(
+    protocol,
+    loc,
+    cohort,
+    cohort_report,
+    timings,
+    address,
+    replicas,
+    resume,
+    progress,
+    track,
+    base_dir,
+    tracking_uri,
+    lock,
+) -> TrialResult:
+    """The run once its folder is held: plan, sample on the replicas, write, finish."""
+    # Ray takes seconds to import: only a run needs it (validate, report and the API's tables do not)
+    from vtrial.engine import cluster
+    from vtrial.engine.dispatch import DispatchError
+    from vtrial.engine.pool import ReplicaPool
+
+    out = loc.local
     t0 = time.perf_counter()
     plan = UnitPlan(protocol, cohort)
     slices = batch_slices(len(plan), protocol.compute.batch_size)
@@ -181,6 +222,8 @@ def run_trial(
     timings["ray_start_s"] = time.perf_counter() - t0
     workers: dict[int, dict] = {}  # pid → where it ran and how many batches
     events: list[str] = [f"resume: part {i} was unreadable or incomplete and is rerun" for i in dropped]
+    if lock.stale is not None:
+        events.insert(0, f"took over the lock of a run that is gone (pid {lock.stale.get('pid')})")
     compute_s = 0.0
     arm_names = [a.name for a in protocol.arms]
     try:
@@ -260,7 +303,7 @@ def run_trial(
         warnings=cohort_warnings(cohort_report) + events,
         tracking_uri=tracking_uri,
     )
-    loc.push_all(skip_folder=store.SAMPLES)
+    loc.push_all(skip_folder=store.SAMPLES, skip_names=(LOCK,))
     result.location = str(loc)
     return result
 

@@ -1,13 +1,19 @@
 """A run folder holds one trial: refusals that change nothing, and a run record that keeps every invocation."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from vtrial.outputs.run_folder import (
     COHORT_REPORT,
+    LOCK,
     RESOLVED,
     RunFolderError,
+    RunLock,
     check_output,
     read_resolved,
     record_output,
@@ -53,3 +59,48 @@ def test_run_info_keeps_earlier_invocations(tmp_path):
     assert info["invocations"][1]["events"] == ["resume"] and info["batches_run"] == 1
     path.write_text("{torn")  # a record cut by a crash: this invocation starts a new one
     assert len(json.loads(write_run_info(tmp_path, {}, {}).read_text())["invocations"]) == 1
+
+
+def test_one_live_run_per_folder_and_a_dead_runs_lock_is_taken_over(tmp_path):
+    out = tmp_path / "run"
+    first = RunLock(out).acquire()
+    assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    first.release()
+    assert not out.exists()  # a run that left nothing leaves no folder either
+    out.mkdir()
+    with pytest.raises(RunFolderError, match=r"is being written by another vtrial run \(pid \d+"):
+        _second_process_lock(out)
+    assert (out / LOCK).exists()  # the refused run does not remove the live run's lock
+    (out / LOCK).unlink()
+    out.rmdir()
+    # a killed driver's lock: its pid is gone
+    out.mkdir()
+    dead = _dead_pid()
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "started": 0}))
+    taken = RunLock(out).acquire()
+    assert taken.stale["pid"] == dead and json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not (out / LOCK).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunFolderError, match="is a file, not a folder"):
+        RunLock(tmp_path / "file").acquire()
+    with pytest.raises(RunFolderError, match="is a file, not a folder"):
+        check_output(tmp_path / "file", parse_protocol(P), resume=False)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _second_process_lock(out):
+    """The lock as another live process on this host holds it."""
+    lock = RunLock(out)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid, "started": 0}))
+        lock.acquire()
+    finally:
+        holder.kill()
+        holder.wait()

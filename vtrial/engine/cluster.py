@@ -3,8 +3,11 @@ and check that it has the resources the protocol's replicas ask for."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 
 import ray
 from ray._private import ray_constants
@@ -66,11 +69,25 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         check_reachable(address)
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        return True
-    start_local_ray(num_cpus=num_cpus or os.cpu_count())
+    with _keep_sigterm_handler():
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        else:
+            start_local_ray(num_cpus=num_cpus or os.cpu_count())
     return True
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    """Ray's core worker installs a C-level SIGTERM handler in the driver that dumps a stack and aborts;
+    the caller's own handler (the CLI's, which unwinds the run and shuts Ray down) is put back after it."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 def shutdown() -> None:

@@ -5,7 +5,9 @@ keep one folder to one trial."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import yaml
 from vtrial.outputs.run_location import RunLocation
 from vtrial.spec.protocol import Protocol, dump_protocol
 
+LOCK = ".vtrial.lock"  # held by the live run writing the folder
 RESOLVED = "protocol.resolved.yaml"
 RUN_INFO = "run_info.json"
 COHORT_REPORT = "cohort_report.json"
@@ -32,6 +35,8 @@ def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None 
     """Refuse a folder holding another trial, or this one without --resume; writes nothing. ``shown``:
     the folder's name in messages (a URI whose staging folder ``out`` is)."""
     shown = shown or str(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{shown} is a file, not a folder; choose another --out. Nothing was overwritten.")
     if (out / RESOLVED).exists():
         held = read_resolved(out)
         if held.content_hash != protocol.content_hash:
@@ -44,11 +49,94 @@ def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None 
                 f"{shown} already holds this trial (hash {protocol.content_hash}); use --resume "
                 f"to finish it, or choose another --out. Nothing was overwritten."
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK for p in out.iterdir()):
         raise RunFolderError(
             f"{shown} is not empty and holds no vtrial run ({RESOLVED} missing); choose another "
             f"--out. Nothing was overwritten."
         )
+
+
+class RunLock:
+    """One live run per folder: ``OUT/.vtrial.lock`` holds the writer's host, pid and start time. A lock
+    whose process is gone (a killed driver) is stale and taken over; one held by a live process on this
+    host refuses the second run. ``release`` removes it, and the folder too when the run left nothing."""
+
+    def __init__(self, out: Path, shown: str | None = None):
+        self.out, self.shown = Path(out), shown or str(out)
+        self.path = self.out / LOCK
+        self.made_folder = self.held = False
+        self.stale: dict | None = None  # the lock of a dead run this one took over
+
+    def acquire(self) -> RunLock:
+        if self.out.exists() and not self.out.is_dir():
+            raise RunFolderError(
+                f"{self.shown} is a file, not a folder; choose another --out. Nothing was overwritten."
+            )
+        self.made_folder = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = _read_lock(self.path)
+                if _alive(held):
+                    self._undo_folder()
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.get("started", 0)))
+                    raise RunFolderError(
+                        f"{self.shown} is being written by another vtrial run (pid {held.get('pid')} on "
+                        f"{held.get('host')}, started {when}); wait for it or choose another --out. Nothing was "
+                        f"changed."
+                    ) from None
+                self.stale = held
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            self.held = True
+            return self
+        raise RunFolderError(f"{self.shown}: could not take the run lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+        self._undo_folder()
+
+    def _undo_folder(self) -> None:
+        if self.made_folder and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()  # a refused run leaves no trace
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def _read_lock(path: Path) -> dict:
+    try:
+        held = json.loads(path.read_text())
+        return held if isinstance(held, dict) else {}
+    except (OSError, ValueError):
+        return {}  # torn or unreadable: nobody can be shown to hold it
+
+
+def _alive(held: dict) -> bool:
+    """Whether the lock's process still runs (on this host; another host's lock is taken as live)."""
+    pid = held.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if held.get("host") != socket.gethostname():
+        return True  # a shared folder written from another machine: cannot tell, so do not take it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
 
 
 def stage(loc: RunLocation, resume: bool) -> None:

@@ -140,11 +140,14 @@ class RunLocation:
             self._uploads.shutdown(wait=True)
             self._uploads = None
 
-    def push_all(self, skip_folder: str | None = None) -> None:
-        """Upload every file of the staging folder except those under ``skip_folder`` (already pushed)."""
+    def push_all(self, skip_folder: str | None = None, skip_names: tuple[str, ...] = ()) -> None:
+        """Upload every file of the staging folder except those under ``skip_folder`` (already pushed) and
+        those named in ``skip_names``."""
         if not self.remote:
             return
         for path in sorted(self.local.rglob("*")):
+            if path.name in skip_names:
+                continue
             if path.is_file() and not (skip_folder and path.relative_to(self.local).parts[0] == skip_folder):
                 self.push(path)
 

@@ -441,7 +441,9 @@ def read_protocol(path: str | Path) -> Protocol:
     files it names)."""
     path = Path(path)
     if not path.is_file():
-        raise ProtocolError(str(path), ["<file>: protocol file not found" + (" (it is a folder)" if path.is_dir() else "")])
+        raise ProtocolError(
+            str(path), ["<file>: protocol file not found" + (" (it is a folder)" if path.is_dir() else "")]
+        )
     raw = path.read_bytes()
     if len(raw) > MAX_PROTOCOL_BYTES:
         raise ProtocolError(str(path), [f"<file>: {len(raw):,} bytes; a protocol is at most {MAX_PROTOCOL_BYTES:,}"])
@@ -449,7 +451,9 @@ def read_protocol(path: str | Path) -> Protocol:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ProtocolError(str(path), [f"<file>: not UTF-8 text (byte {raw[exc.start]:#04x} on line {line})"]) from None
+        raise ProtocolError(
+            str(path), [f"<file>: not UTF-8 text (byte {raw[exc.start]:#04x} on line {line})"]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
