@@ -246,3 +246,23 @@ def test_resume_on_a_fresh_folder_runs_everything(tmp_path):
     info = json.loads((tmp_path / "fresh" / "run_info.json").read_text())
     assert info["batches_run"] == info["batches"] > 0
     assert res.samples().height == 2 * 6 * 4 * 4
+
+
+def test_a_damaged_part_is_named_by_report_and_redone_by_resume(two_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from vtrial.cli import app
+
+    base, one, _ = two_runs
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(base / "one", copy_dir)
+    part = store.part_path(copy_dir, 0)
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    part.write_bytes(bytes(data))
+    res = CliRunner().invoke(app, ["report", str(copy_dir)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "part-000000.parquet" in said and "--resume" in said
+    again = run_trial(protocol(), out=copy_dir, resume=True, progress=False, track=False)
+    assert again.samples().equals(one.samples())
+    assert any("part 0 was unreadable" in e for e in json.loads((copy_dir / "run_info.json").read_text())["events"])

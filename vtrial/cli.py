@@ -218,7 +218,11 @@ def report(run_dir: Path = typer.Argument(..., help="a finished run's output fol
             highlight=False,
         )
         raise typer.Exit(2)
-    p, an, paths = analyse_run(run_dir)
+    try:
+        p, an, paths = analyse_run(run_dir)
+    except RunError as err:
+        console.print(f"[red]error[/red] {err}", highlight=False)
+        raise typer.Exit(1) from None
     show_result(an, p.name)
     console.print(f"wrote {', '.join(str(x.name) for x in paths)} in {run_dir}")
 

@@ -221,7 +221,7 @@ def _run_locked(
         raise RunError(str(exc)) from None
     timings["ray_start_s"] = time.perf_counter() - t0
     workers: dict[int, dict] = {}  # pid → where it ran and how many batches
-    events: list[str] = [f"resume: part {i} was unreadable or incomplete and is rerun" for i in dropped]
+    events: list[str] = [f"resume: part {i} was unreadable, damaged or incomplete and is rerun" for i in dropped]
     if lock.stale is not None:
         events.insert(0, f"took over the lock of a run that is gone (pid {lock.stale.get('pid')})")
     compute_s = 0.0
@@ -251,10 +251,11 @@ def _run_locked(
             )
             for index, rows, beats, where in results:
                 if beats is not None:  # before the samples part: a finished batch has its beats
-                    loc.push_soon(
-                        store.write_beats_part(out, index, kept_units.pop(index), beats, where["fs_hz"], arm_names)
-                    )
+                    path = store.write_beats_part(out, index, kept_units.pop(index), beats, where["fs_hz"], arm_names)
+                    loc.push_soon(store.checksum_path(path))
+                    loc.push_soon(path)
                 n = store.write_part(out, index, rows, arm_names, protocol.content_hash, protocol.seed)
+                loc.push_soon(store.checksum_path(store.part_path(out, index)))  # the checksum first, then the part
                 loc.push_soon(store.part_path(out, index))  # to shared storage as soon as it exists
                 w = workers.setdefault(
                     where["pid"], {k: v for k, v in where.items() if k != "compute_s"} | {"batches": 0}
@@ -330,6 +331,14 @@ def write_tables(out: Path, protocol: Protocol, an: Analysis) -> list[Path]:
 
 def analyse_run(out: Path) -> tuple[Protocol, Analysis, list[Path]]:
     """Recompute a finished run's tables and report from its samples (``vtrial report``): no sampling."""
+    damaged = store.damaged_parts(out)
+    samples = [p for p in damaged if p.parent.name == store.SAMPLES]
+    if samples:
+        names = ", ".join(p.name for p in samples[:5]) + (f" and {len(samples) - 5} more" if len(samples) > 5 else "")
+        raise RunError(
+            f"{out}: {len(samples)} samples part(s) are damaged ({names}: their bytes are not those "
+            f"written); `vtrial run PROTOCOL --out {out} --resume` redoes them"
+        )
     p = read_resolved(out)
     an = analyse(p, store.scan_samples(out))
     return p, an, write_tables(out, p, an) + write_report(out, p, an)

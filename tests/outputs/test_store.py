@@ -47,3 +47,19 @@ def test_a_dropped_part_takes_its_beats_with_it(tmp_path):
     store.write_part(tmp_path, 0, {k: rows[k] for k in ("arm_idx", "patient")}, ["placebo"], "h", 1)
     assert store.drop_bad_parts(tmp_path, {0: 3}) == [0]  # wrong row count
     assert not store.beats_part_path(tmp_path, 0).exists() and store.read_beats(tmp_path) is None
+
+
+def test_a_part_whose_bytes_changed_is_found_and_redone(tmp_path):
+    """A flipped bit mid-file still reads (footer intact) and gave silently different values; its checksum
+    does not match, so a resume redoes it and report names it."""
+    rows = {"arm_idx": np.zeros(64, np.int32), "patient": np.arange(64, dtype=np.int32), "x": np.linspace(0, 1, 64)}
+    for i in range(2):
+        store.write_part(tmp_path, i, rows, ["placebo"], "h", 1)
+    path = store.part_path(tmp_path, 1)
+    assert store.checksum_path(path).exists() and store.part_intact(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01  # one bit, inside the column data
+    path.write_bytes(bytes(data))
+    assert not store.part_intact(path) and store.damaged_parts(tmp_path) == [path]
+    assert store.drop_bad_parts(tmp_path, {0: 64, 1: 64}) == [1]
+    assert store.done_parts(tmp_path) == {0} and not store.checksum_path(path).exists()

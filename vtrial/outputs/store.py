@@ -11,6 +11,7 @@ report draws its example beats.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,18 +47,21 @@ def drop_bad_parts(out: Path, expected_rows: dict[int, int]) -> list[int]:
     folder = Path(out) / SAMPLES
     if not folder.is_dir():
         return []
-    for tmp in [*folder.glob("part-*.tmp"), *(Path(out) / BEATS).glob("part-*.tmp")]:
+    for tmp in [*folder.glob("part-*.tmp"), *folder.glob("part-*.sha256.tmp"), *(Path(out) / BEATS).glob("part-*.tmp")]:
         tmp.unlink()
     dropped = []
     for index in sorted(done_parts(out)):
         path = part_path(out, index)
         try:
-            ok = pq.read_metadata(path).num_rows == expected_rows.get(index, -1)
+            ok = part_intact(path) and pq.read_metadata(path).num_rows == expected_rows.get(index, -1)
         except (OSError, pa.ArrowException):
             ok = False
         if not ok:
+            checksum_path(path).unlink(missing_ok=True)
             path.unlink()
-            beats_part_path(out, index).unlink(missing_ok=True)
+            beats = beats_part_path(out, index)
+            beats.unlink(missing_ok=True)
+            checksum_path(beats).unlink(missing_ok=True)
             dropped.append(index)
     return dropped
 
@@ -80,11 +84,50 @@ def write_part(
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file through a temporary one and a rename: it exists whole or not at all."""
+    """Write a Parquet file through a temporary one and a rename: it exists whole or not at all, and its
+    SHA-256 is written beside it first (``part_intact`` checks it), so a part that storage later tore or
+    flipped a bit of is found and redone, not read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    check = checksum_path(path)
+    check_tmp = check.with_name(check.name + ".tmp")
+    check_tmp.write_text(digest + "\n")
+    os.replace(check_tmp, check)
     os.replace(tmp, path)
+
+
+def checksum_path(path: Path) -> Path:
+    """Where a part's SHA-256 is kept: ``part-000001.sha256`` beside ``part-000001.parquet``."""
+    return Path(path).with_suffix(".sha256")
+
+
+def part_intact(path: Path) -> bool:
+    """Whether a part's bytes are those written (its SHA-256 matches); a part without a checksum (from an
+    earlier vtrial) counts as intact when its footer reads."""
+    check = checksum_path(path)
+    if not check.exists():
+        return True
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() == check.read_text().strip()
+    except OSError:
+        return False
+
+
+def damaged_parts(out: Path) -> list[Path]:
+    """The samples and beats parts of a run folder whose bytes are not those written, or whose footer
+    cannot be read."""
+    bad = []
+    for folder in (Path(out) / SAMPLES, Path(out) / BEATS):
+        for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+            try:
+                ok = part_intact(path) and pq.read_metadata(path) is not None
+            except (OSError, pa.ArrowException):
+                ok = False
+            if not ok:
+                bad.append(path)
+    return bad
 
 
 def scan_samples(out: Path) -> pl.LazyFrame:
@@ -122,9 +165,11 @@ def write_beats_part(
 def read_beats(out: Path) -> pl.DataFrame | None:
     """Every kept beat of a run, in canonical order; None when the run kept none."""
     folder = Path(out) / BEATS
-    if not folder.is_dir() or not any(folder.glob("part-*.parquet")):
+    damaged = set(damaged_parts(out))
+    parts = [p for p in sorted(folder.glob("part-*.parquet")) if p not in damaged] if folder.is_dir() else []
+    if not parts:
         return None
-    return pl.read_parquet(folder / "part-*.parquet").sort("arm_idx", "patient", "time_idx", "sample")
+    return pl.read_parquet(parts).sort("arm_idx", "patient", "time_idx", "sample")
 
 
 def write_table(df: pl.DataFrame, out: Path, name: str, protocol_hash: str, seed: int) -> Path:
