@@ -36,7 +36,7 @@ from vtrial.outputs.run_folder import (
     write_run_info,
 )
 from vtrial.outputs.run_location import RunLocation
-from vtrial.outputs.tracking import log_run
+from vtrial.outputs.tracking import TrackingError, log_run
 from vtrial.sampling.registry import sampling_problems
 from vtrial.sources.locate import cohort_problems, load_cohort
 from vtrial.spec.protocol import Protocol, ProtocolError, read_protocol
@@ -339,7 +339,10 @@ def analyse_run(out: Path) -> tuple[Protocol, Analysis, list[Path]]:
             f"{out}: {len(samples)} samples part(s) are damaged ({names}: their bytes are not those "
             f"written); `vtrial run PROTOCOL --out {out} --resume` redoes them"
         )
-    p = read_resolved(out)
+    try:
+        p = read_resolved(out)
+    except RunFolderError as exc:
+        raise RunError(str(exc)) from None
     an = analyse(p, store.scan_samples(out))
     return p, an, write_tables(out, p, an) + write_report(out, p, an)
 
@@ -377,9 +380,14 @@ def finish_run(
         for r in reasons.iter_rows(named=True):
             metrics[f"samples_reason.{r['reason'] or 'ok'}"] = r["len"]
         artifacts = paths + [out / RESOLVED, out / store.SAMPLES, out / store.BEATS, out / RUN_INFO]
-        run_id = log_run(
-            out, protocol, metrics, artifacts, protocol.tracking.uri or tracking_uri, protocol.tracking.experiment
-        )
+        try:
+            run_id = log_run(
+                out, protocol, metrics, artifacts, protocol.tracking.uri or tracking_uri, protocol.tracking.experiment
+            )
+        except TrackingError as exc:
+            raise RunError(
+                f"{exc}. The tables and report are written in {out}; --resume logs the MLflow run (nothing is resampled)"
+            ) from None
     return TrialResult(out, protocol, an.patients, an.arms, an.summary, run_id=run_id, timings_s=timings, analysis=an)
 
 

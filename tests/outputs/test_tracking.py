@@ -1,10 +1,13 @@
 """MLflow tracking: protocols flatten into params, keys are made safe, and a run's store never leaks."""
 
 import os
+import shutil
 
 import mlflow
+import pytest
 
-from vtrial.outputs.tracking import ENV, MAX_PARAM_CHARS, _safe_key, flatten, log_training
+from vtrial.outputs.tracking import ENV, MAX_PARAM_CHARS, TrackingError, _safe_key, flatten, log_run, log_training
+from vtrial.spec.protocol import parse_protocol
 
 
 def test_flatten_nests_with_dots_and_indices_and_caps_values():
@@ -27,3 +30,75 @@ def test_a_training_is_logged_to_a_file_store_and_the_environment_is_restored(tm
     assert run.data.params == {"lr": "0.001", "steps": "10"} and run.data.metrics == {"final_loss": 0.5}
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)] == ["m.pt"]
     assert (tmp_path / "t" / "mlartifacts").is_dir()  # artifacts beside the store, not in ./mlruns
+
+
+P = {
+    "name": "track",
+    "seed": 1,
+    "cohort": {"size": 2},
+    "arms": [{"name": "placebo", "placebo": True}],
+    "schedule": {"times_h": [0, 1]},
+    "sampling": {"samples_per_patient": 2},
+}
+
+
+def _runs(out):
+    mlflow.set_tracking_uri(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("vtrial")
+    return exp, client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ACTIVE_ONLY)
+
+
+def test_the_mlflow_step_can_always_be_finished(tmp_path, monkeypatch):
+    """A store cut short mid-migration is set aside, a half-made run is replaced, and a moved run folder's
+    artifacts go to the folder it is in now."""
+    monkeypatch.delenv(ENV, raising=False)
+    p = parse_protocol(P)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.html").write_text("<html></html>")
+    log_run(out, p, {"m": 1.0}, [out / "report.html"])
+    exp, runs = _runs(out)
+    assert exp.artifact_location == (out / "mlartifacts").resolve().as_uri() and len(runs) == 1
+
+    # an invocation interrupted inside the MLflow step left a RUNNING run: a resume replaces it
+    mlflow.set_tracking_uri(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    mlflow.MlflowClient().create_run(exp.experiment_id, tags={"protocol_hash": p.content_hash})
+    log_run(out, p, {"m": 2.0}, [out / "report.html"])
+    _, runs = _runs(out)
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"] and len(runs) == 2
+
+    # the folder moved: its store still names the old folder; the new run's artifacts land in the new one
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    log_run(moved, p, {"m": 3.0}, [moved / "report.html"])
+    exp, runs = _runs(moved)
+    assert exp.artifact_location == (moved / "mlartifacts").resolve().as_uri()
+    assert any((moved / "mlartifacts").rglob("report.html")) and not out.exists()
+
+    # a store that cannot be opened (a migration cut short, a torn file) is set aside, never deleted (a
+    # folder this process has not opened yet: MLflow keeps an open store per URI for the process)
+    torn = tmp_path / "torn"
+    shutil.copytree(moved, torn)
+    (torn / "mlflow.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    run_id = log_run(torn, p, {"m": 4.0}, [torn / "report.html"])
+    aside = list(torn.glob("mlflow.db.unusable-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"SQLite format 3")
+    mlflow.set_tracking_uri(f"sqlite:///{(torn / 'mlflow.db').resolve()}")
+    assert mlflow.get_run(run_id).data.tags["vtrial.store_set_aside"] == str(aside[0])
+
+
+def test_a_tracking_uri_keeps_the_artifacts_in_the_run_folder_not_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.html").write_text("x")
+    log_run(out, parse_protocol(P), {}, [out / "report.html"], uri=f"sqlite:///{tmp_path / 'shared.db'}")
+    assert not (tmp_path / "mlruns").exists() and any((out / "mlartifacts").rglob("report.html"))
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database")
+    with pytest.raises(TrackingError, match=r"MLflow store sqlite:///.*bad.db"):
+        log_run(out, parse_protocol(P), {}, [], uri=f"sqlite:///{bad}")
+    assert bad.read_bytes() == b"not a database"  # a store vtrial does not own is never touched

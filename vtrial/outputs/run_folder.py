@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from vtrial.outputs.run_location import RunLocation
 from vtrial.spec.protocol import Protocol, dump_protocol
@@ -27,8 +28,16 @@ class RunFolderError(RuntimeError):
 
 
 def read_resolved(out: Path) -> Protocol:
-    """The protocol recorded in a run folder."""
-    return Protocol.model_validate(yaml.safe_load((Path(out) / RESOLVED).read_text()))
+    """The protocol recorded in a run folder; ``RunFolderError`` when it cannot be read."""
+    path = Path(out) / RESOLVED
+    try:
+        return Protocol.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError, TypeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise RunFolderError(
+            f"{path} is unreadable ({type(exc).__name__}: {first}); it records which trial the folder holds: "
+            f"restore it, or choose another --out. Nothing was changed."
+        ) from None
 
 
 def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from pathlib import Path
 
 MAX_PARAM_CHARS = 500
@@ -59,27 +60,80 @@ def log_run(
         return _log_run(out, protocol, metrics, artifacts, uri, experiment)
 
 
+class TrackingError(RuntimeError):
+    """An MLflow store that cannot take the run, with the reason."""
+
+
+def _local_store(uri: str | None) -> bool:
+    """Whether a tracking URI is a file or SQLite store (no server with an artifact store of its own)."""
+    return uri is None or uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _open_store(mlflow, tracking_uri: str, db: Path | None):
+    """A client on ``tracking_uri``, checked by a first query. The run folder's own SQLite file (``db``)
+    that cannot be opened — a migration cut short by an interrupt or a full disk, a corrupt file — is set
+    aside (renamed, never deleted) and a fresh one started; returns (client, what was set aside or None)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        client = mlflow.MlflowClient()
+        client.search_experiments(max_results=1)
+        return client, None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy, MLflow and OS errors all mean "unusable store"
+        if db is None or not db.exists():
+            raise TrackingError(
+                f"MLflow store {tracking_uri}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            ) from None
+        aside = db.with_name(f"{db.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
+        _forget_engine(tracking_uri)  # its pooled connections would still read the file set aside
+        db.rename(aside)
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        client.search_experiments(max_results=1)
+        return client, aside
+
+
+def _forget_engine(uri: str) -> None:
+    """Drop MLflow's cached SQLAlchemy engine for ``uri`` (MLflow keeps one per URI for the process)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engines = getattr(SqlAlchemyStore, "_engine_map", {})
+    engine = engines.pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def _log_run(
     out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None, experiment: str
 ) -> str:
     import mlflow  # takes seconds to import: only when logging
 
     out = Path(out).resolve()
+    own = uri is None
     tracking_uri = uri or f"sqlite:///{out / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
+    client, aside = _open_store(mlflow, tracking_uri, out / "mlflow.db" if own else None)
+    # artifacts stay with the run: in the run folder for a file or SQLite store, else the server's own store
+    location = (out / "mlartifacts").as_uri() if _local_store(uri) else None
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        location = None if uri else (out / "mlartifacts").as_uri()
-        exp_id = client.create_experiment(experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{protocol.name}-{protocol.content_hash}") as run:
+    if exp is not None and own and location and exp.artifact_location != location:
+        # a run folder that was moved or copied: its store still points at the old folder's artifacts
+        client.rename_experiment(exp.experiment_id, f"{experiment} (artifacts at {exp.artifact_location})")
+        exp = None
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment, artifact_location=location)
+    h = protocol.content_hash
+    for old in client.search_runs([exp_id], filter_string=f"tags.protocol_hash = '{h}'"):
+        if old.info.status != "FINISHED":  # an invocation cut short in this step: replaced, not left half made
+            client.delete_run(old.info.run_id)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{protocol.name}-{h}") as run:
         mlflow.set_tags(
-            {"protocol_hash": protocol.content_hash, "seed": str(protocol.seed), "vtrial.protocol": protocol.name}
+            {
+                "protocol_hash": h,
+                "seed": str(protocol.seed),
+                "vtrial.protocol": protocol.name,
+                **({"vtrial.store_set_aside": str(aside)} if aside else {}),
+            }
         )
         params = {_safe_key(k): v for k, v in flatten(protocol.to_dict()).items()}
-        params["protocol_hash"] = protocol.content_hash
+        params["protocol_hash"] = h
         items = list(params.items())
         for i in range(0, len(items), 90):  # MLflow caps a batch at 100 params
             mlflow.log_params(dict(items[i : i + 90]))
