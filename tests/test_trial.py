@@ -266,3 +266,15 @@ def test_a_damaged_part_is_named_by_report_and_redone_by_resume(two_runs, tmp_pa
     again = run_trial(protocol(), out=copy_dir, resume=True, progress=False, track=False)
     assert again.samples().equals(one.samples())
     assert any("part 0 was unreadable" in e for e in json.loads((copy_dir / "run_info.json").read_text())["events"])
+
+
+def test_a_tracking_server_that_does_not_answer_stops_the_run_before_sampling(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(RunError, match="does not answer.*Nothing was run"):
+        run_trial(protocol(), out=tmp_path / "t", progress=False, tracking_uri=f"http://127.0.0.1:{closed}")
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "t").exists()

@@ -36,7 +36,7 @@ from vtrial.outputs.run_folder import (
     write_run_info,
 )
 from vtrial.outputs.run_location import RunLocation
-from vtrial.outputs.tracking import TrackingError, log_run
+from vtrial.outputs.tracking import TrackingError, check_tracking, log_run
 from vtrial.sampling.registry import sampling_problems
 from vtrial.sources.locate import cohort_problems, load_cohort
 from vtrial.spec.protocol import Protocol, ProtocolError, read_protocol
@@ -148,6 +148,11 @@ def run_trial(
     problems = sampling_problems(protocol, base_dir)  # a bad checkpoint is refused here, not in every actor
     if problems:
         raise RunError("; ".join(problems))
+    if track:
+        try:
+            check_tracking(protocol.tracking.uri or tracking_uri)  # before the sampling, not after it
+        except TrackingError as exc:
+            raise RunError(f"{exc}. Nothing was run.") from None
     timings = {}
     t0 = time.perf_counter()
     cohort, cohort_report = resolve_cohort(protocol, base_dir, strict, data_dir)

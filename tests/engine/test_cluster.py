@@ -101,3 +101,22 @@ def test_cluster_servers_listen_on_loopback_only(cluster, assert_loopback_only):
     servers = psutil.Process(cluster[2].pid).children(recursive=True)
     assert any("gcs_server" in " ".join(p.cmdline()) for p in servers), "no Ray server processes found"
     assert_loopback_only(servers)
+
+
+def test_an_address_that_is_not_ray_is_refused_within_seconds():
+    """A TCP service that is not Ray (here an HTTP/1 server on loopback) once made ray.init wait > 400 s."""
+    import http.server
+    import threading
+    import time
+
+    from vtrial.engine.cluster import ClusterError, check_reachable
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError, match="answers, but not as a Ray cluster"):
+            check_reachable(f"127.0.0.1:{httpd.server_address[1]}")
+        assert time.monotonic() - t0 < 10
+    finally:
+        httpd.shutdown()

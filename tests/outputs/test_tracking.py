@@ -102,3 +102,21 @@ def test_a_tracking_uri_keeps_the_artifacts_in_the_run_folder_not_in_the_working
     with pytest.raises(TrackingError, match=r"MLflow store sqlite:///.*bad.db"):
         log_run(out, parse_protocol(P), {}, [], uri=f"sqlite:///{bad}")
     assert bad.read_bytes() == b"not a database"  # a store vtrial does not own is never touched
+
+
+def test_a_tracking_uri_is_checked_before_any_work(tmp_path):
+    import socket
+
+    from vtrial.outputs.tracking import check_tracking
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(TrackingError, match="the MLflow server does not answer"):
+        check_tracking(f"http://127.0.0.1:{closed}")
+    with pytest.raises(TrackingError, match="unknown kind 'gopher'"):
+        check_tracking("gopher://x")
+    with pytest.raises(TrackingError, match="does not exist"):
+        check_tracking(f"sqlite:///{tmp_path}/no/such/mlflow.db")
+    check_tracking(None)
+    check_tracking(f"sqlite:///{tmp_path}/mlflow.db")

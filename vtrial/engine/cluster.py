@@ -28,10 +28,35 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
     if not host or not port.isdigit():
         raise ClusterError(f"compute.address = {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379) or 'auto'")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            grpc = _speaks_grpc(sock, timeout_s)
     except OSError as exc:
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    if not grpc:  # ray.init would wait on it for minutes, silently
+        raise ClusterError(
+            f"{address} answers, but not as a Ray cluster (its GCS speaks gRPC; this service does "
+            f"not): check the host and port (`ray status` on the head prints the address)"
+        )
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS
+
+
+def _speaks_grpc(sock: socket.socket, timeout_s: float) -> bool:
+    """Whether the service on ``sock`` answers an HTTP/2 connection preface with an HTTP/2 SETTINGS frame,
+    as every gRPC server (Ray's GCS among them) does."""
+    sock.settimeout(timeout_s)
+    try:
+        sock.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 0x4  # frame type SETTINGS
 
 
 def start_local_ray(**init_kwargs) -> None:

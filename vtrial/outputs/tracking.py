@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import time
+import urllib.parse
 from pathlib import Path
 
 MAX_PARAM_CHARS = 500
@@ -62,6 +64,31 @@ def log_run(
 
 class TrackingError(RuntimeError):
     """An MLflow store that cannot take the run, with the reason."""
+
+
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "databricks")
+
+
+def check_tracking(uri: str | None, timeout_s: float = 3.0) -> None:
+    """Before any sampling: a tracking URI of a known kind, whose server answers (a closed port once cost
+    four minutes of retries and a traceback after the whole trial). ``TrackingError`` says what is wrong."""
+    if uri is None:
+        return
+    parsed = urllib.parse.urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if "://" in uri and scheme not in TRACKING_SCHEMES:
+        raise TrackingError(f"tracking URI {uri!r}: unknown kind {scheme!r}; use one of {', '.join(TRACKING_SCHEMES)}")
+    if scheme in ("http", "https"):
+        port = parsed.port or (443 if scheme == "https" else 80)
+        try:
+            with socket.create_connection((parsed.hostname or "", port), timeout=timeout_s):
+                pass
+        except OSError as exc:
+            raise TrackingError(f"tracking URI {uri}: the MLflow server does not answer ({exc})") from None
+    elif scheme == "sqlite":
+        folder = Path(uri.split(":///", 1)[-1]).parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking URI {uri}: folder {folder} does not exist")
 
 
 def _local_store(uri: str | None) -> bool:
