@@ -64,3 +64,32 @@ def test_shipped_calibration_meets_its_targets(shared_data):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(abs(v) <= 10.0 for v in result["peak_ddqtcf_error_ms"].values()), result
     assert result["jtpeak_finding_reproduced"]
+
+
+HEADER = (
+    "EGREFID,RANDID,SEX,AGE,WGHT,EXTRT,EXDOSE,EXDOSU,TPT,BASELINE,PCSTRESN,PCSTRESU,RR,PR,QRS,QT,JTPEAK,TPEAKTEND\n"
+)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty"),
+        (bytes(range(256)) * 8, r"not UTF-8 text \(byte 0x80 on line 2\)"),
+        (HEADER.encode(), "no rows under the header"),
+        (
+            (HEADER + "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r\n").encode(),
+            r"column RANDID holds a value that is not a number: 'b' \(line 2\)",
+        ),
+        (
+            (HEADER + "1,101,F,30,60,Placebo,0,mg,-0.5,Y,NA,ng/mL,fast,150,90,400,230,75\n").encode(),
+            r"column RR holds .* 'fast'",
+        ),
+    ],
+    ids=["empty", "binary", "header only", "junk ids", "junk interval"],
+)
+def test_a_table_that_cannot_be_read_is_named_not_a_traceback(tmp_path, content, message):
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load_clinical_table(path)

@@ -47,6 +47,25 @@ TREATMENTS = {
 WRAP_32 = 2**32
 
 
+NUMERIC_COLUMNS = ("RANDID", "AGE", "WGHT", "EXDOSE", "TPT", "PCSTRESN", "RR", "PR", "QRS", "QT", "JTPEAK", "TPEAKTEND")
+
+
+def _numeric(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """The table with its numeric columns as numbers; ``ValueError`` naming the first value that is not one."""
+    for col in (c for c in NUMERIC_COLUMNS if c in raw.columns):
+        if raw[col].dtype.is_numeric():
+            continue
+        cast = raw[col].cast(pl.Float64, strict=False)
+        bad = raw[col].is_not_null() & cast.is_null()
+        if bad.any():
+            row = int(bad.arg_max())
+            raise ValueError(
+                f"{path}: column {col} holds a value that is not a number: {raw[col][row]!r} (line {row + 2})"
+            )
+        raw = raw.with_columns(cast.cast(pl.Int64) if col == "RANDID" else cast)
+    return raw
+
+
 def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
     """Read ``SCR-002.Clinical.Data.csv`` into tidy columns with units in their names.
 
@@ -59,10 +78,24 @@ def load_clinical_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"clinical table not found: {path}")
-    raw = pl.read_csv(path, null_values="NA", infer_schema_length=10000)
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path}: the file is empty")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} on line {line})") from None
+    try:
+        raw = pl.read_csv(data, null_values="NA", infer_schema_length=10000)
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"{path}: not a CSV table: {str(exc).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {', '.join(missing)}")
+    if raw.height == 0:
+        raise ValueError(f"{path}: no rows under the header")
+    raw = _numeric(raw, path)
     unknown = sorted(set(raw["EXTRT"].unique().to_list()) - set(TREATMENTS))
     if unknown:
         raise ValueError(f"{path}: unknown treatments {unknown}; known: {sorted(TREATMENTS)}")
