@@ -56,6 +56,8 @@ def wfdb_folder(tmp_path_factory):
     write_record(d, "nodat", [good, good])
     (d / "nodat.dat").unlink()
     (d / "corrupt.hea").write_text("this is not a header\n")
+    write_record(d, "fastfs", [good, good], fs=1e9)  # once failed the whole cohort with "Singular matrix"
+    (d / "multi.hea").write_text("multi/2 2 360 14400\ngood 7200\ngood 7200\n")  # once an AttributeError
     return d
 
 
@@ -63,7 +65,8 @@ def test_wfdb_folder_loads_the_good_record_and_names_each_bad_one(wfdb_folder, m
     cohort, report = cohort_from_wfdb(wfdb_folder, seed=0)
     assert cohort.size == 1 and report["records"][0]["record"] == "good"
     reasons = {s["record"]: s["reason"] for s in report["skipped"]}
-    assert set(reasons) == {"flat", "saturated", "short", "nolead", "truncated", "nodat", "corrupt"}
+    assert set(reasons) == {"flat", "saturated", "short", "nolead", "truncated", "nodat", "corrupt", "fastfs", "multi"}
+    assert reasons["fastfs"].startswith("sampling rate 1000000000") and reasons["multi"].startswith("a multi-segment")
     assert reasons["flat"].startswith("flat lead")
     assert reasons["saturated"].startswith("saturated lead")
     assert reasons["short"].startswith("too few beats")
@@ -109,7 +112,7 @@ def test_a_run_on_a_wfdb_folder_reports_its_cohort(wfdb_folder, tmp_path, real_r
     assert res.patients["patient"].n_unique() == 1  # every usable record of the folder
     assert res.samples()["patient"].unique().to_list() == [0]
     report = json.loads((tmp_path / "run" / "cohort_report.json").read_text())
-    assert report["patients"] == 1 and len(report["skipped"]) == 7
+    assert report["patients"] == 1 and len(report["skipped"]) == 9
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert any(w.startswith("cohort: skipped corrupt: unreadable header") for w in info["warnings"])
     # the same protocol resumes onto the same trial (the filled-in size gives the same hash)

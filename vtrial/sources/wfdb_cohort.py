@@ -48,6 +48,7 @@ BYTES_PER_SAMPLE = {
 }
 LEAD_ALIASES = {"ii": ("ii", "mlii", "lead ii", "d2")}
 FLAT_PTP_MV = 0.1  # a lead whose 1st–99th percentile range is below this carries no ECG
+MIN_FS_HZ, MAX_FS_HZ = 100.0, 20_000.0  # rates a resting ECG is recorded at
 SATURATED_SHARE = 0.01  # share of samples pinned at the lead's extreme values
 
 
@@ -130,8 +131,12 @@ def read_record(path: str | Path, lead: str = "II", max_s: float = 60.0) -> Reco
         header = wfdb.rdheader(str(path))
     except Exception as exc:  # wfdb raises many types for a bad header
         raise RecordError(f"unreadable header: {type(exc).__name__}: {exc}") from None
-    if not header.file_name:
+    if getattr(header, "seg_name", None) is not None:
+        raise RecordError("a multi-segment record (not read as one patient: give its segments as records)")
+    if not getattr(header, "file_name", None):
         raise RecordError("header names no signals")
+    if not (MIN_FS_HZ <= float(header.fs or 0) <= MAX_FS_HZ):
+        raise RecordError(f"sampling rate {header.fs!r} Hz outside {MIN_FS_HZ:g}–{MAX_FS_HZ:g} Hz")
     _check_dat_files(path, header)
     li = lead_index(header.sig_name, lead)
     try:
@@ -230,6 +235,26 @@ def fit_psi(beats_mv: np.ndarray, rr_ms: np.ndarray, tolerance_ms: float = 10.0)
     return waves, info
 
 
+def _fit_each_if_needed(records: list[RecordBeats]) -> tuple[Waves, list[dict]]:
+    """ψ of every record in one batched fit; when the batch fails as a whole (one record's beat can make
+    it singular), record by record, so that only the record that cannot be fitted is skipped."""
+    beats = np.stack([r.beats_mv[r.lead] for r in records])
+    rr = np.array([r.rr_ms for r in records])
+    try:
+        return fit_psi(beats, rr)
+    except (np.linalg.LinAlgError, RuntimeError, ValueError):
+        parts, info = [], []
+        for i in range(len(records)):
+            try:
+                w, f = fit_psi(beats[i : i + 1], rr[i : i + 1])
+            except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:
+                w, f = Waves.typical(1), [{"method": None, "reason": f"no ECGSYN fit: {type(exc).__name__}: {exc}"}]
+            parts.append(w)
+            info += f
+        cat = [torch.cat([getattr(w, k) for w in parts]) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")]
+        return Waves(*cat), info
+
+
 def cohort_from_wfdb(
     folder: str | Path, seed: int, lead: str = "II", size: int | None = None, strict: bool = False
 ) -> tuple[Cohort, dict]:
@@ -242,7 +267,7 @@ def cohort_from_wfdb(
     for p in paths:
         try:
             records.append(read_record(p, lead))
-        except RecordError as exc:
+        except (RecordError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # this record alone
             if strict:
                 raise RecordError(f"{p}: {exc}") from None
             skipped.append({"record": str(p.relative_to(folder)), "reason": str(exc)})
@@ -256,7 +281,7 @@ def cohort_from_wfdb(
         if size > len(records):
             raise ValueError(f"{folder}: cohort.size = {size} but only {len(records)} records are usable")
         records = records[:size]
-    waves, fit_info = fit_psi(np.stack([r.beats_mv[r.lead] for r in records]), np.array([r.rr_ms for r in records]))
+    waves, fit_info = _fit_each_if_needed(records)
     bad = np.array([f["method"] is None for f in fit_info])
     if bad.any():
         msg = [f"{records[i].name}: {fit_info[i]['reason']}" for i in np.flatnonzero(bad)]
