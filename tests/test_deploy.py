@@ -74,10 +74,15 @@ def test_ray_ports_stay_inside_the_cluster(which):
     (policy,) = load("kuberay/networkpolicy.yaml")
     labels = head["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    for rule in policy["spec"]["ingress"]:
-        for peer in rule["from"]:
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    for rule in policy["spec"]["ingress"] + policy["spec"]["egress"]:
+        for peer in rule.get("from", []) + rule.get("to", []):
             assert "ipBlock" not in peer, "Ray's ports open to an address range"
+            assert peer.get("podSelector", {}).get("matchLabels"), "every peer chosen by a pod label"
+    if which == "rayjob":  # the submitter talks to the dashboard: it must carry the cluster's label
+        (rj,) = load("kuberay/rayjob.yaml")
+        sub = rj["spec"]["submitterPodTemplate"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= sub.items()
 
 
 @pytest.mark.parametrize("which", ["raycluster", "rayjob"])
@@ -131,9 +136,16 @@ def test_cluster_launcher_config():
     head_cmd = " ".join(cfg["head_start_ray_commands"])
     assert "RAY_AUTH_MODE=token" in head_cmd and "RAY_AUTH_MODE=token" in " ".join(cfg["worker_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_cmd
-    run_opts = " ".join(cfg["docker"]["run_options"])
-    assert "RAY_AUTH_TOKEN=${RAY_AUTH_TOKEN}" in run_opts  # from the operator's environment, not written here
-    assert "-p " not in run_opts and "--network=host" not in run_opts
+    # the launcher joins run_options into `docker run` as written, without variable substitution: render it
+    # as it does and check that the token reaches the container from a file it copies, not from `${...}`
+    docker_run = "docker run " + " ".join(cfg["docker"]["run_options"]) + f" {cfg['docker']['image']}"
+    assert "${" not in docker_run and "$RAY" not in docker_run, docker_run
+    env_file = re.search(r"--env-file (\S+)", docker_run).group(1)
+    assert env_file in cfg["file_mounts"], "the env file must be copied to every node by file_mounts"
+    assert any(env_file in c and "RAY_AUTH_TOKEN=." in c for c in cfg["initialization_commands"]), "no empty token"
+    assert "-p " not in docker_run and "--network=host" not in docker_run
+    subnets = {tuple(t["node_config"]["SubnetIds"]) for t in cfg["available_node_types"].values()}
+    assert len(subnets) == 1, "every node in one subnet (which pins the VPC)"
     for perm in cfg["provider"]["security_group"]["IpPermissions"]:
         ports = set(range(perm["FromPort"], perm["ToPort"] + 1))
         for r in perm["IpRanges"]:
@@ -141,6 +153,8 @@ def test_cluster_launcher_config():
             assert net.is_private, f"{r['CidrIp']} reaches ports {perm['FromPort']}-{perm['ToPort']} from outside"
             if ports & RAY_PORTS:
                 assert net.prefixlen >= 16, "Ray's ports open to more than the cluster's subnet"
+            if ports == {22}:
+                assert net.prefixlen == 32, "SSH from one admin address, not a network"
 
 
 def test_dockerfile_variants():
