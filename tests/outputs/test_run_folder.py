@@ -104,3 +104,14 @@ def _second_process_lock(out):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_unreadable_resolved_protocol_is_named(tmp_path):
+    out = tmp_path / "run"
+    record_output(out, parse_protocol(P), {})
+    for content in (b"name: [unclosed\n", b"\xff\xfe junk", b"name: x\n"):  # bad YAML, not UTF-8, not a protocol
+        (out / RESOLVED).write_bytes(content)
+        with pytest.raises(RunFolderError, match=r"protocol.resolved.yaml is unreadable .*restore it"):
+            read_resolved(out)
+        with pytest.raises(RunFolderError, match="is unreadable"):
+            check_output(out, parse_protocol(P), resume=True)
