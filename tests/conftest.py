@@ -21,6 +21,27 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+DOFETILIDE_TRIAL = {
+    "name": "s",
+    "seed": 11,
+    "cohort": {"size": 5},
+    "arms": [
+        {"name": "placebo", "placebo": True},
+        {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
+    ],
+    "schedule": {"times_h": [-0.5, 2.0, 24.0]},
+    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
+}
+
+
+@pytest.fixture
+def dofetilide_trial() -> dict:
+    """A small protocol mapping: placebo and dofetilide 500 µg in 5 patients, mechanistic sampler."""
+    import copy
+
+    return copy.deepcopy(DOFETILIDE_TRIAL)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A tiny world model trained in seconds (shared by the model, sampling and studies tests): (model,

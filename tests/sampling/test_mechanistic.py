@@ -8,21 +8,9 @@ from vtrial.spec.protocol import parse_protocol
 from vtrial.spec.work_units import take
 from vtrial.trial import build_units
 
-BASE = {
-    "name": "s",
-    "seed": 11,
-    "cohort": {"size": 5},
-    "arms": [
-        {"name": "placebo", "placebo": True},
-        {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
-    ],
-    "schedule": {"times_h": [-0.5, 2.0, 24.0]},
-    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
-}
 
-
-def test_samples_do_not_depend_on_batching():
-    p = parse_protocol(BASE)
+def test_samples_do_not_depend_on_batching(dofetilide_trial):
+    p = parse_protocol(dofetilide_trial)
     u = build_units(p)
     s = MechanisticSampler(3, 500.0)
     whole = s.sample(u, p.seed)
@@ -31,8 +19,8 @@ def test_samples_do_not_depend_on_batching():
         np.testing.assert_array_equal(whole[k], np.concatenate([q[k] for q in parts]))
 
 
-def test_dofetilide_prolongs_and_samples_vary():
-    p = parse_protocol(BASE)
+def test_dofetilide_prolongs_and_samples_vary(dofetilide_trial):
+    p = parse_protocol(dofetilide_trial)
     rows = MechanisticSampler(3, 500.0).sample(build_units(p), p.seed)
     q, arm, t = rows["qtcf_ms"], rows["arm_idx"], rows["time_idx"]
     assert np.mean(q[(arm == 1) & (t == 1)]) - np.mean(q[(arm == 1) & (t == 0)]) > 25

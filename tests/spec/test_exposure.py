@@ -1,28 +1,14 @@
 """Exposure of every arm, patient and time: placebo, PK doses, fixed exposures and combinations."""
 
-import copy
-
 import numpy as np
 
 from vtrial.physiology.block import CHANNELS
 from vtrial.spec.protocol import parse_protocol
 from vtrial.trial import build_units
 
-BASE = {
-    "name": "s",
-    "seed": 11,
-    "cohort": {"size": 5},
-    "arms": [
-        {"name": "placebo", "placebo": True},
-        {"name": "dof", "drugs": [{"drug": "dofetilide", "dose": {"value": 500, "unit": "ug"}}]},
-    ],
-    "schedule": {"times_h": [-0.5, 2.0, 24.0]},
-    "sampling": {"samples_per_patient": 3, "sampler": "mechanistic"},
-}
 
-
-def test_exposure_placebo_dose_fixed_and_combination():
-    d = copy.deepcopy(BASE)
+def test_exposure_placebo_dose_fixed_and_combination(dofetilide_trial):
+    d = dofetilide_trial
     d["drugs"] = {
         "cmpd": {"ic50_nM": {"hERG": 100.0}, "hill": {"hERG": 1.0}, "mw_g_mol": 400.0, "fu": 0.2, "free_cmax_nM": 50.0}
     }
