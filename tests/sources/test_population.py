@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from vtrial.physiology.ecgsyn import ecgsyn_beat
 from vtrial.signal.measure import measure
@@ -18,3 +19,14 @@ def test_cohort_matches_its_population_and_is_seeded():
     assert np.mean(m["qtcf_ms"]) == pytest.approx(400, abs=10) and 10 < np.std(m["qtcf_ms"]) < 25
     assert np.mean(a.sex == "F") == pytest.approx(0.5, abs=0.1)
     assert np.median(a.sensitivity) == pytest.approx(1.0, abs=0.1)
+
+
+def test_fitting_the_beats_in_chunks_changes_no_value():
+    """The build fits the baseline beats a chunk of patients at a time (flat memory): every value is the
+    one a single fit of all patients gives."""
+    spec = load_population(builtin_population("healthy_adults"))
+    whole = sample_cohort(spec, 70, seed=3, chunk=70)
+    chunked = sample_cohort(spec, 70, seed=3, chunk=16)
+    for k in ("t_ms", "sigma_ms", "height_mv", "rr_s"):
+        assert torch.equal(getattr(whole.waves, k), getattr(chunked.waves, k)), k
+    assert np.array_equal(whole.sensitivity, chunked.sensitivity) and list(whole.sex) == list(chunked.sex)

@@ -54,8 +54,14 @@ def _normal(rng, d: dict, n: int) -> np.ndarray:
     return np.clip(d["mean"] + d["sd"] * rng.standard_normal(n), lo, hi)
 
 
-def sample_cohort(spec: dict, size: int, seed: int) -> Cohort:
-    """Draw ``size`` patients from a population spec with their own seed stream."""
+COHORT_CHUNK = 256  # patients whose baseline beats are fitted at once: the build's memory stays flat
+
+
+def sample_cohort(spec: dict, size: int, seed: int, chunk: int = COHORT_CHUNK) -> Cohort:
+    """Draw ``size`` patients from a population spec with their own seed stream. The covariates are
+    drawn at once (a few numbers per patient); the baseline beats are fitted ``chunk`` patients at a
+    time (each patient's fit is its own, so the chunking changes no value), so the peak memory of a
+    build does not grow with the cohort."""
     if size < 1:
         raise ValueError(f"size = {size!r} must be >= 1")
     rng = np.random.default_rng([seed, COHORT_STREAM])
@@ -71,8 +77,15 @@ def sample_cohort(spec: dict, size: int, seed: int) -> Cohort:
     t_height = np.clip(_normal(rng, base["t_height_mv"], size), 0.08, None)
     sensitivity = lognormal_sensitivity(rng.standard_normal(size), spec["sensitivity"]["drug_effect_cv"])
     jtp = jtpc * (rr / 1000.0) ** 0.58
-    start = Waves.typical(size)
-    h = start.height_mv.clone()
-    h[:, 4] = torch.as_tensor(t_height)
-    waves, _ = waves_for_intervals(rr, pr, qrs, jtp, tpte, iterations=10, base=start.replace(height_mv=h))
+    parts = []
+    for lo in range(0, size, chunk):
+        sl = slice(lo, min(size, lo + chunk))
+        start = Waves.typical(sl.stop - sl.start)
+        h = start.height_mv.clone()
+        h[:, 4] = torch.as_tensor(t_height[sl])
+        w, _ = waves_for_intervals(
+            rr[sl], pr[sl], qrs[sl], jtp[sl], tpte[sl], iterations=10, base=start.replace(height_mv=h)
+        )
+        parts.append(w)
+    waves = Waves(*(torch.cat([getattr(w, k) for w in parts]) for k in ("t_ms", "sigma_ms", "height_mv", "rr_s")))
     return Cohort(np.where(female, "F", "M"), age, weight, sensitivity, waves)
