@@ -278,3 +278,47 @@ def test_a_tracking_server_that_does_not_answer_stops_the_run_before_sampling(tm
     with pytest.raises(RunError, match="does not answer.*Nothing was run"):
         run_trial(protocol(), out=tmp_path / "t", progress=False, tracking_uri=f"http://127.0.0.1:{closed}")
     assert time.monotonic() - t0 < 30 and not (tmp_path / "t").exists()
+
+
+def test_an_interrupt_in_the_mlflow_step_resumes_to_one_finished_run(tmp_path, monkeypatch):
+    """Ctrl-C while the run's artifacts are logged left a store --resume could never finish."""
+    import mlflow
+
+    real = mlflow.log_artifacts
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_artifacts", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(protocol(), out=out, progress=False, track=True)
+    assert not (out / ".vtrial.lock").exists()  # released on the way out
+    res = run_trial(protocol(), out=out, resume=True, progress=False, track=True)
+    mlflow.set_tracking_uri(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    exp = mlflow.MlflowClient().get_experiment_by_name("tiny")
+    runs = mlflow.MlflowClient().search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"] and runs[0].info.run_id == res.run_id
+    assert json.loads((out / "run_info.json").read_text())["batches_run"] == 0  # nothing was resampled
+
+
+def test_a_trial_that_cannot_fit_in_memory_is_refused_before_anything_is_built(tmp_path):
+    from vtrial.trial import check_memory, driver_memory_bytes
+
+    huge = protocol(cohort={"population": "healthy_adults", "size": 10**9})
+    t0 = time.monotonic()
+    with pytest.raises(RunError, match=r"cohort.size = 1,000,000,000 needs about [\d,.]+ GiB .*Lower cohort.size"):
+        run_trial(huge, out=tmp_path / "huge", progress=False, track=False)
+    assert time.monotonic() - t0 < 5 and not (tmp_path / "huge").exists()
+    small = protocol()
+    check_memory(small)  # the tiny trial fits anywhere
+    assert driver_memory_bytes(small, 2000) == 2 * driver_memory_bytes(small, 1000)
+    with pytest.raises(RunError, match=r"about 1[,.]?\d* fit"):
+        check_memory(
+            protocol(cohort={"population": "healthy_adults", "size": 10}),
+            available_bytes=1.25 * driver_memory_bytes(small, 1),
+        )

@@ -13,6 +13,7 @@ after the driver itself died. Ray starts locally (on 127.0.0.1) when no address 
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,40 @@ class TrialResult:
         return store.read_samples(self.out)
 
 
+# driver memory per patient: the cohort (baseline waves, covariates) and its draws; four arms' cached
+# exposures (free concentration and 7 block fractions per time); the per-patient tables of the analysis
+COHORT_BYTES_PER_PATIENT = 300
+EXPOSURE_BYTES_PER_PATIENT_TIME = 4 * 8 * 8
+TABLE_BYTES_PER_PATIENT_ARM_TIME = 240
+MEMORY_SHARE = 0.8  # of the memory available now that a trial may plan to use
+
+
+def driver_memory_bytes(protocol: Protocol, n_patients: int) -> int:
+    """An upper estimate of the driver's memory for a trial of ``n_patients`` (samples are streamed to
+    Parquet parts and never held, so they do not count)."""
+    n_t, n_a = len(protocol.schedule.times_h), len(protocol.arms)
+    per_patient = COHORT_BYTES_PER_PATIENT + EXPOSURE_BYTES_PER_PATIENT_TIME * n_t
+    per_patient += TABLE_BYTES_PER_PATIENT_ARM_TIME * n_a * n_t
+    return int(n_patients * per_patient)
+
+
+def check_memory(protocol: Protocol, available_bytes: float | None = None) -> None:
+    """Refuse, before anything is built, a synthetic cohort whose trial cannot fit in this machine's memory."""
+    size = protocol.cohort.size
+    if protocol.cohort.population is None or size is None:
+        return  # a table or a folder is as large as its data
+    if available_bytes is None:
+        available_bytes = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = driver_memory_bytes(protocol, size)
+    if need > MEMORY_SHARE * available_bytes:
+        fits = int(MEMORY_SHARE * available_bytes // max(1, need // size))
+        raise RunError(
+            f"cohort.size = {size:,} needs about {need / 2**30:,.1f} GiB on the driver ({len(protocol.arms)} arms, "
+            f"{len(protocol.schedule.times_h)} times); {available_bytes / 2**30:,.1f} GiB are available here. "
+            f"Lower cohort.size (about {fits:,} fit) or split the trial into several. Nothing was run."
+        )
+
+
 def resolve_cohort(
     protocol: Protocol, base_dir: Path | None = None, strict: bool = False, data_dir: Path | None = None
 ):
@@ -145,6 +180,7 @@ def run_trial(
     except ValueError as exc:
         raise RunError(str(exc)) from None
     out = loc.local  # where this process reads and writes; mirrored to ``loc.uri`` when the run lives on one
+    check_memory(protocol)  # a cohort of 10⁹ is refused here, not after allocating 7 GiB
     problems = sampling_problems(protocol, base_dir)  # a bad checkpoint is refused here, not in every actor
     if problems:
         raise RunError("; ".join(problems))
