@@ -170,3 +170,20 @@ def test_dockerfile_variants():
             assert (ROOT / p).exists(), f"Dockerfile copies {p}, which the repository lacks"
     ray_version = re.search(r"ray:([\d.]+)-", text).group(1)
     assert all(s["rayVersion"] == ray_version for s in ray_cluster_specs().values())
+
+
+def test_the_image_installs_its_dependencies_from_a_lock_file_with_hashes():
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "--require-hashes --no-deps -r deploy/requirements.lock" in text
+    assert re.search(r"pip install --no-cache-dir --no-deps --no-build-isolation \.", text)
+    lock = (DEPLOY / "requirements.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\]+)", lock, re.M)
+    assert len(pins) > 50
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n\n", 1)[-1].strip())
+    for block in blocks:
+        if "==" in block.splitlines()[0]:
+            assert "--hash=sha256:" in block, block.splitlines()[0]
+    names = {n.lower() for n, _ in pins}
+    assert not names & {"torch", "triton"} and not any(n.startswith("nvidia-") for n in names)  # torch: its own index
+    for dep in ("ray", "mlflow", "polars", "pyarrow", "wfdb", "numpy", "tenacity"):
+        assert dep in names, dep
