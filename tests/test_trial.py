@@ -248,7 +248,20 @@ def test_resume_on_a_fresh_folder_runs_everything(tmp_path):
     assert res.samples().height == 2 * 6 * 4 * 4
 
 
-def test_a_damaged_part_is_named_by_report_and_redone_by_resume(two_runs, tmp_path):
+@pytest.fixture
+def ray_once():
+    """One loopback Ray for a test's several run_trial calls (each would start and stop its own)."""
+    import ray
+
+    from vtrial.engine.cluster import start_local_ray
+
+    if not ray.is_initialized():
+        start_local_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def test_a_damaged_part_is_named_by_report_and_redone_by_resume(two_runs, tmp_path, ray_once):
     from typer.testing import CliRunner
 
     from vtrial.cli import app
@@ -280,7 +293,7 @@ def test_a_tracking_server_that_does_not_answer_stops_the_run_before_sampling(tm
     assert time.monotonic() - t0 < 30 and not (tmp_path / "t").exists()
 
 
-def test_an_interrupt_in_the_mlflow_step_resumes_to_one_finished_run(tmp_path, monkeypatch):
+def test_an_interrupt_in_the_mlflow_step_resumes_to_one_finished_run(tmp_path, monkeypatch, ray_once):
     """Ctrl-C while the run's artifacts are logged left a store --resume could never finish."""
     import mlflow
 
