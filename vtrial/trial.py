@@ -372,8 +372,7 @@ def write_tables(out: Path, protocol: Protocol, an: Analysis) -> list[Path]:
 
 def analyse_run(out: Path) -> tuple[Protocol, Analysis, list[Path]]:
     """Recompute a finished run's tables and report from its samples (``vtrial report``): no sampling."""
-    damaged = store.damaged_parts(out)
-    samples = [p for p in damaged if p.parent.name == store.SAMPLES]
+    samples = store.damaged_parts(out, (store.SAMPLES,))
     if samples:
         names = ", ".join(p.name for p in samples[:5]) + (f" and {len(samples) - 5} more" if len(samples) > 5 else "")
         raise RunError(

@@ -40,12 +40,16 @@ def read_resolved(out: Path) -> Protocol:
         ) from None
 
 
+def _refuse_file(out: Path, shown: str) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{shown} is a file, not a folder; choose another --out. Nothing was overwritten.")
+
+
 def check_output(out: Path, protocol: Protocol, resume: bool, shown: str | None = None) -> None:
     """Refuse a folder holding another trial, or this one without --resume; writes nothing. ``shown``:
     the folder's name in messages (a URI whose staging folder ``out`` is)."""
     shown = shown or str(out)
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{shown} is a file, not a folder; choose another --out. Nothing was overwritten.")
+    _refuse_file(out, shown)
     if (out / RESOLVED).exists():
         held = read_resolved(out)
         if held.content_hash != protocol.content_hash:
@@ -77,10 +81,7 @@ class RunLock:
         self.stale: dict | None = None  # the lock of a dead run this one took over
 
     def acquire(self) -> RunLock:
-        if self.out.exists() and not self.out.is_dir():
-            raise RunFolderError(
-                f"{self.shown} is a file, not a folder; choose another --out. Nothing was overwritten."
-            )
+        _refuse_file(self.out, self.shown)
         self.made_folder = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})

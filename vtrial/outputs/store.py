@@ -115,11 +115,11 @@ def part_intact(path: Path) -> bool:
         return False
 
 
-def damaged_parts(out: Path) -> list[Path]:
-    """The samples and beats parts of a run folder whose bytes are not those written, or whose footer
-    cannot be read."""
+def damaged_parts(out: Path, tables: tuple[str, ...] = (SAMPLES, BEATS)) -> list[Path]:
+    """The parts of a run folder's ``tables`` (samples and beats) whose bytes are not those written, or
+    whose footer cannot be read."""
     bad = []
-    for folder in (Path(out) / SAMPLES, Path(out) / BEATS):
+    for folder in (Path(out) / t for t in tables):
         for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
             try:
                 ok = part_intact(path) and pq.read_metadata(path) is not None
@@ -165,7 +165,7 @@ def write_beats_part(
 def read_beats(out: Path) -> pl.DataFrame | None:
     """Every kept beat of a run, in canonical order; None when the run kept none."""
     folder = Path(out) / BEATS
-    damaged = set(damaged_parts(out))
+    damaged = set(damaged_parts(out, (BEATS,)))  # the beats only: the samples are not read here
     parts = [p for p in sorted(folder.glob("part-*.parquet")) if p not in damaged] if folder.is_dir() else []
     if not parts:
         return None

@@ -129,23 +129,31 @@ def _forget_engine(uri: str) -> None:
         engine.dispose()
 
 
+def _experiment(mlflow, folder: Path, uri: str | None, experiment: str):
+    """(client, experiment id, store set aside or None) for a run logged from ``folder``: its own SQLite
+    file unless ``uri`` names a store (``_open_store``), artifacts kept in ``folder/mlartifacts`` for a
+    file or SQLite store (else the server's own store), and an experiment whose store still points at the
+    artifacts of a folder that was moved or copied renamed aside and made again here."""
+    folder = folder.resolve()
+    own = uri is None
+    client, aside = _open_store(
+        mlflow, uri or f"sqlite:///{folder / 'mlflow.db'}", folder / "mlflow.db" if own else None
+    )
+    location = (folder / "mlartifacts").as_uri() if _local_store(uri) else None
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None and own and location and exp.artifact_location != location:
+        client.rename_experiment(exp.experiment_id, f"{experiment} (artifacts at {exp.artifact_location})")
+        exp = None
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment, artifact_location=location)
+    return client, exp_id, aside
+
+
 def _log_run(
     out: Path, protocol, metrics: dict[str, float], artifacts: list[Path], uri: str | None, experiment: str
 ) -> str:
     import mlflow  # takes seconds to import: only when logging
 
-    out = Path(out).resolve()
-    own = uri is None
-    tracking_uri = uri or f"sqlite:///{out / 'mlflow.db'}"
-    client, aside = _open_store(mlflow, tracking_uri, out / "mlflow.db" if own else None)
-    # artifacts stay with the run: in the run folder for a file or SQLite store, else the server's own store
-    location = (out / "mlartifacts").as_uri() if _local_store(uri) else None
-    exp = client.get_experiment_by_name(experiment)
-    if exp is not None and own and location and exp.artifact_location != location:
-        # a run folder that was moved or copied: its store still points at the old folder's artifacts
-        client.rename_experiment(exp.experiment_id, f"{experiment} (artifacts at {exp.artifact_location})")
-        exp = None
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment, artifact_location=location)
+    client, exp_id, aside = _experiment(mlflow, Path(out), uri, experiment)
     h = protocol.content_hash
     for old in client.search_runs([exp_id], filter_string=f"tags.protocol_hash = '{h}'"):
         if old.info.status != "FINISHED":  # an invocation cut short in this step: replaced, not left half made
@@ -188,18 +196,8 @@ def log_training(
     with _own_tracking_uri():
         import mlflow  # takes seconds to import: only when logging
 
-        out_dir = Path(tracking_dir).resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(uri or f"sqlite:///{out_dir / 'mlflow.db'}")
-        client = mlflow.MlflowClient()
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = (
-            exp.experiment_id
-            if exp
-            else client.create_experiment(
-                experiment, artifact_location=None if uri else (out_dir / "mlartifacts").as_uri()
-            )
-        )
+        Path(tracking_dir).mkdir(parents=True, exist_ok=True)
+        _, exp_id, _ = _experiment(mlflow, Path(tracking_dir), uri, experiment)
         with mlflow.start_run(experiment_id=exp_id, run_name=Path(checkpoint).stem) as run:
             mlflow.log_params({k: str(v) for k, v in config.items()})
             mlflow.log_metrics({k: float(v) for k, v in history.items() if math.isfinite(v)})
