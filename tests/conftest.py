@@ -42,6 +42,19 @@ def dofetilide_trial() -> dict:
     return copy.deepcopy(DOFETILIDE_TRIAL)
 
 
+TINY_ARCH = dict(latent_dim=8, channels=8, width=32, depth=1, diffusion_steps=50, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """tiny_config(**changes): a training config for a world model small enough to train in seconds."""
+    from vtrial.model.train import TrainConfig
+
+    return lambda **changes: TrainConfig(
+        **{"n_pairs": 200, "ae_steps": 20, "diffusion_train_steps": 20, **TINY_ARCH, **changes}
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A tiny world model trained in seconds (shared by the model, sampling and studies tests): (model,

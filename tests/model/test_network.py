@@ -28,20 +28,13 @@ def test_batched_sampling_equals_single(tiny):
         torch.testing.assert_close(together[i : i + 1], one, rtol=1e-4, atol=1e-5)
 
 
-def test_residual_diffusion_round_trips_and_samples_around_the_prior(tmp_path):
+def test_residual_diffusion_round_trips_and_samples_around_the_prior(tmp_path, tiny_config):
     """A residual model (``prior_input`` + ``residual``) diffuses the latent's normalized departure from
     the prior beat's: it trains, reloads to the same samples, and its samples decode from latents near
     the prior's (where an untrained model's residual ~ N(0, 1) puts them)."""
-    cfg = TrainConfig(
-        n_pairs=200,
-        latent_dim=8,
-        channels=8,
-        width=32,
-        depth=1,
-        diffusion_steps=50,
+    cfg = tiny_config(
         ae_steps=40,
         diffusion_train_steps=40,
-        batch_size=64,
         prior_input=True,
         residual=True,
         map_spread=0.5,

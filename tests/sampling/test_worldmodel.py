@@ -8,7 +8,7 @@ import torch
 
 from vtrial.model.checkpoint import load_checkpoint, save_checkpoint
 from vtrial.model.corpus import make_pairs
-from vtrial.model.train import TrainConfig, train
+from vtrial.model.train import train
 from vtrial.sampling.worldmodel import WorldModelSampler
 
 
@@ -47,7 +47,7 @@ def test_worldmodel_sampler_is_deterministic_per_unit_and_flags_nan(tiny):
     assert np.isnan(bad["qtcf_ms"]).all()
 
 
-def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tiny, tmp_path):
+def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tiny, tmp_path, tiny_config):
     """``WorldModelSampler(coef=...)`` sets the prior beat's map: a model built with ``prior_input`` draws
     other beats under another map, one without it (and no guidance) the same beats."""
     from dataclasses import replace
@@ -55,16 +55,9 @@ def test_the_sampler_reads_the_map_given_only_when_the_model_reads_its_prior(tin
     from vtrial.physiology.epk import default_coefficients
 
     _, _, blind_path = tiny
-    cfg = TrainConfig(
-        n_pairs=200,
-        latent_dim=8,
-        channels=8,
-        width=32,
-        depth=1,
-        diffusion_steps=50,
+    cfg = tiny_config(
         ae_steps=20,
         diffusion_train_steps=20,
-        batch_size=64,
         prior_input=True,
         residual=True,
         map_spread=0.5,

@@ -193,21 +193,14 @@ def test_benchmark_names_a_bad_map(tmp_path):
     assert res.exit_code == 2 and "--lodo-map 'guess'" in res.output and "ord" in res.output
 
 
-def _tiny_worldmodel_benchmark(shared_data, tmp_path, **model_args) -> tuple[dict, Path]:
+def _tiny_worldmodel_benchmark(shared_data, tmp_path, tiny_config, **model_args) -> tuple[dict, Path]:
     """A reduced benchmark run of the world-model sampler with a tiny checkpoint trained here
     (``model_args``: ``TrainConfig`` fields); its ``ecgrdvq.json`` and the checkpoint."""
-    from vtrial.model.train import TrainConfig, train
+    from vtrial.model.train import train
 
-    cfg = TrainConfig(
-        n_pairs=200,
-        latent_dim=8,
-        channels=8,
-        width=32,
-        depth=1,
-        diffusion_steps=50,
+    cfg = tiny_config(
         ae_steps=20,
         diffusion_train_steps=20,
-        batch_size=64,
         **model_args,
     )
     ckpt = save_checkpoint(train(cfg, log=lambda d: None)[0], tmp_path / "tiny.pt")
@@ -238,10 +231,12 @@ def _tiny_worldmodel_benchmark(shared_data, tmp_path, **model_args) -> tuple[dic
     return json.loads((tmp_path / "o" / "ecgrdvq.json").read_text()), ckpt
 
 
-def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figure(shared_data, tmp_path):
+def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figure(shared_data, tmp_path, tiny_config):
     """With a checkpoint built with ``prior_input``, the world model is given each fold's map — fitted
     through the corpus's beats — and the leave-one-drug-out maps, as the mechanistic sampler is."""
-    r, ckpt = _tiny_worldmodel_benchmark(shared_data, tmp_path, prior_input=True, residual=True, map_spread=0.5)
+    r, ckpt = _tiny_worldmodel_benchmark(
+        shared_data, tmp_path, tiny_config, prior_input=True, residual=True, map_spread=0.5
+    )
     assert r["out_of_fold"] is True
     assert all(v["lodo_peak_ddqtcf_error_ms"] is not None for v in r["drugs"].values())
     assert all("coefficients_worldmodel" in f and "ke0_per_h_worldmodel" in f for f in r["settings"]["folds_detail"])
@@ -250,11 +245,13 @@ def test_a_world_model_that_reads_its_prior_gets_the_folds_maps_and_a_lodo_figur
     assert r["settings"]["worldmodel"]["sampler_settings"]["temperature"] == 1.0  # none stored in this checkpoint
 
 
-def test_a_world_model_blind_to_its_prior_carries_the_shipped_map_with_refitted_delays(shared_data, tmp_path):
+def test_a_world_model_blind_to_its_prior_carries_the_shipped_map_with_refitted_delays(
+    shared_data, tmp_path, tiny_config
+):
     """Without ``prior_input`` the world model cannot follow a fold's map: it keeps the shipped one, its
     delays are refitted for that map in each fold, its discrepancy is that map's misfit, and it has no
     leave-one-drug-out figure."""
-    r, _ = _tiny_worldmodel_benchmark(shared_data, tmp_path)
+    r, _ = _tiny_worldmodel_benchmark(shared_data, tmp_path, tiny_config)
     assert r["out_of_fold"] is False and r["settings"]["worldmodel"]["follows_map"] is False
     assert all(v["lodo_peak_ddqtcf_error_ms"] is None for v in r["drugs"].values())
     for f in r["settings"]["folds_detail"]:
